@@ -1,0 +1,301 @@
+"""Callback handlers: typed hooks with no-op defaults, and their per-run dispatch.
+
+A handler sees, per run (one model call): the start, every streamed chunk, and exactly one
+end or error. Handlers are isolated from the call: an exception from a hook is logged
+(once per hook and run) and the call and the other handlers go on, unless the handler
+sets `raise_error = True`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine, Sequence
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._messages import AIMessage, AIMessageChunk, BaseMessage
+
+__all__ = [
+    "AsyncCallbackHandler",
+    "BaseCallbackHandler",
+    "Callbacks",
+    "Run",
+    "RunCallbacks",
+]
+
+logger = logging.getLogger("logprobscope")
+
+
+class Run(BaseModel):
+    """What a handler knows about the model call its hooks belong to.
+
+    `invocation_params` is the request body without the messages (no credentials).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: UUID
+    model: str
+    stream: bool
+    invocation_params: dict[str, object] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, object] = Field(default_factory=dict)
+    provider: str = "openai"
+    server_address: str | None = None
+    server_port: int | None = None
+
+
+class BaseCallbackHandler:
+    """Synchronous handler; override the hooks you need. Hooks run inline: keep them fast.
+
+    Non-streamed calls fire `on_llm_new_token` never; their tokens arrive in `on_llm_end`.
+    """
+
+    raise_error: bool = False
+
+    def on_chat_model_start(self, messages: Sequence[BaseMessage], *, run: Run) -> None:
+        """The call starts; `messages` are what will be sent."""
+
+    def on_llm_new_token(self, token: str, *, chunk: AIMessageChunk, run: Run) -> None:
+        """A streamed chunk arrived; `token` is its text, `chunk` has its logprobs."""
+
+    def on_llm_end(self, message: AIMessage, *, run: Run) -> None:
+        """The call ended with an answer (for a stream, everything received).
+
+        A stream left before its end gives `message.response_metadata.incomplete == True`.
+        """
+
+    def on_llm_error(self, error: BaseException, *, run: Run) -> None:
+        """The call failed with `error`, which the user's code receives unchanged."""
+
+
+class AsyncCallbackHandler:
+    """Asynchronous handler: awaited on `ainvoke`/`astream`/`abatch`.
+
+    On synchronous calls its hooks are run to completion on a private event loop, which
+    blocks the call: prefer `BaseCallbackHandler` there.
+    """
+
+    raise_error: bool = False
+
+    async def on_chat_model_start(self, messages: Sequence[BaseMessage], *, run: Run) -> None:
+        """The call starts; `messages` are what will be sent."""
+
+    async def on_llm_new_token(self, token: str, *, chunk: AIMessageChunk, run: Run) -> None:
+        """A streamed chunk arrived; `token` is its text, `chunk` has its logprobs."""
+
+    async def on_llm_end(self, message: AIMessage, *, run: Run) -> None:
+        """The call ended with an answer (for a stream, everything received)."""
+
+    async def on_llm_error(self, error: BaseException, *, run: Run) -> None:
+        """The call failed with `error`, which the user's code receives unchanged."""
+
+
+Handler = BaseCallbackHandler | AsyncCallbackHandler
+Callbacks = Sequence[Handler]
+
+
+def check_handlers(handlers: object) -> tuple[Handler, ...]:
+    """Validate a callbacks argument early, with a clear message."""
+    if handlers is None:
+        return ()
+    if isinstance(handlers, (BaseCallbackHandler, AsyncCallbackHandler)):
+        return (handlers,)
+    if not isinstance(handlers, Sequence):
+        raise TypeError("callbacks must be a list of callback handlers")
+    for h in handlers:
+        if not isinstance(h, (BaseCallbackHandler, AsyncCallbackHandler)):
+            raise TypeError(
+                f"{type(h).__name__} is not a callback handler: subclass "
+                "logprobscope.BaseCallbackHandler or AsyncCallbackHandler"
+            )
+    return tuple(handlers)
+
+
+def _drive(coro: Coroutine[object, object, None]) -> None:
+    """Run an async hook to completion from synchronous code."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    # A loop is running in this thread (a sync call inside async code): it cannot be
+    # re-entered, so the hook runs on its own loop in a helper thread.
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # handed back to the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="logprobscope-async-hook")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+class RunCallbacks:
+    """The handlers of one run, with exactly-once end and failure isolation.
+
+    The `*_sync` methods serve synchronous calls; the `a*` methods serve asynchronous ones.
+    Synchronous handlers always run inline, in both.
+    """
+
+    __slots__ = ("run", "sync", "asynchronous", "ended", "_logged")
+
+    def __init__(self, run: Run, handlers: Sequence[Handler]) -> None:
+        self.run = run
+        self.sync = tuple(h for h in handlers if isinstance(h, BaseCallbackHandler))
+        self.asynchronous = tuple(h for h in handlers if isinstance(h, AsyncCallbackHandler))
+        self.ended = False
+        self._logged: set[tuple[int, str]] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.sync or self.asynchronous)
+
+    def _failed(self, handler: Handler, hook: str, error: Exception) -> None:
+        if handler.raise_error:
+            raise error
+        key = (id(handler), hook)
+        if key not in self._logged:  # a failing per-token hook must not flood the log
+            self._logged.add(key)
+            logger.warning(
+                "callback handler %s raised in %s (run %s); skipped, the call goes on",
+                type(handler).__name__,
+                hook,
+                self.run.run_id,
+                exc_info=error,
+            )
+
+    # -- synchronous handlers, shared by both shells ----------------------------------
+
+    def _start_inline(self, messages: Sequence[BaseMessage]) -> None:
+        for h in self.sync:
+            try:
+                h.on_chat_model_start(messages, run=self.run)
+            except Exception as exc:
+                self._failed(h, "on_chat_model_start", exc)
+
+    def token_inline(self, chunk: AIMessageChunk) -> None:
+        """Per-chunk hook of the synchronous handlers (the hot path)."""
+        run = self.run
+        text = chunk.content
+        for h in self.sync:
+            try:
+                h.on_llm_new_token(text, chunk=chunk, run=run)
+            except Exception as exc:
+                self._failed(h, "on_llm_new_token", exc)
+
+    def _end_inline(self, message: AIMessage) -> None:
+        for h in self.sync:
+            try:
+                h.on_llm_end(message, run=self.run)
+            except Exception as exc:
+                self._failed(h, "on_llm_end", exc)
+
+    def _error_inline(self, error: BaseException) -> None:
+        for h in self.sync:
+            try:
+                h.on_llm_error(error, run=self.run)
+            except Exception as exc:
+                self._failed(h, "on_llm_error", exc)
+
+    def _mark_ended(self) -> bool:
+        if self.ended:
+            return False
+        self.ended = True
+        return True
+
+    # -- synchronous shell --------------------------------------------------------------
+
+    def start_sync(self, messages: Sequence[BaseMessage]) -> None:
+        """`on_chat_model_start` on every handler."""
+        self._start_inline(messages)
+        for h in self.asynchronous:
+            try:
+                _drive(h.on_chat_model_start(messages, run=self.run))
+            except Exception as exc:
+                self._failed(h, "on_chat_model_start", exc)
+
+    def token_sync(self, chunk: AIMessageChunk) -> None:
+        """`on_llm_new_token` on every handler."""
+        self.token_inline(chunk)
+        for h in self.asynchronous:
+            try:
+                _drive(h.on_llm_new_token(chunk.content, chunk=chunk, run=self.run))
+            except Exception as exc:
+                self._failed(h, "on_llm_new_token", exc)
+
+    def end_sync(self, message: AIMessage) -> None:
+        """`on_llm_end` on every handler, unless the run already ended."""
+        if not self._mark_ended():
+            return
+        self._end_inline(message)
+        for h in self.asynchronous:
+            try:
+                _drive(h.on_llm_end(message, run=self.run))
+            except Exception as exc:
+                self._failed(h, "on_llm_end", exc)
+
+    def error_sync(self, error: BaseException) -> None:
+        """`on_llm_error` on every handler, unless the run already ended."""
+        if not self._mark_ended():
+            return
+        self._error_inline(error)
+        for h in self.asynchronous:
+            try:
+                _drive(h.on_llm_error(error, run=self.run))
+            except Exception as exc:
+                self._failed(h, "on_llm_error", exc)
+
+    # -- asynchronous shell -------------------------------------------------------------
+
+    async def astart(self, messages: Sequence[BaseMessage], *, inline_done: bool = False) -> None:
+        """`on_chat_model_start` on every handler (sync ones may have run already)."""
+        if not inline_done:
+            self._start_inline(messages)
+        for h in self.asynchronous:
+            try:
+                await h.on_chat_model_start(messages, run=self.run)
+            except Exception as exc:
+                self._failed(h, "on_chat_model_start", exc)
+
+    def start_inline(self, messages: Sequence[BaseMessage]) -> None:
+        """Only the synchronous handlers' start (where nothing can be awaited yet)."""
+        self._start_inline(messages)
+
+    async def atoken(self, chunk: AIMessageChunk) -> None:
+        """`on_llm_new_token` on every handler."""
+        self.token_inline(chunk)
+        for h in self.asynchronous:
+            try:
+                await h.on_llm_new_token(chunk.content, chunk=chunk, run=self.run)
+            except Exception as exc:
+                self._failed(h, "on_llm_new_token", exc)
+
+    async def aend(self, message: AIMessage) -> None:
+        """`on_llm_end` on every handler, unless the run already ended."""
+        if not self._mark_ended():
+            return
+        self._end_inline(message)
+        for h in self.asynchronous:
+            try:
+                await h.on_llm_end(message, run=self.run)
+            except Exception as exc:
+                self._failed(h, "on_llm_end", exc)
+
+    async def aerror(self, error: BaseException) -> None:
+        """`on_llm_error` on every handler, unless the run already ended."""
+        if not self._mark_ended():
+            return
+        self._error_inline(error)
+        for h in self.asynchronous:
+            try:
+                await h.on_llm_error(error, run=self.run)
+            except Exception as exc:
+                self._failed(h, "on_llm_error", exc)

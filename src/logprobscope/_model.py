@@ -1,0 +1,408 @@
+"""`ChatOpenAI`: a chat model over the official `openai` SDK with logprobs in every result.
+
+The SDK builds and sends the request (auth, base_url, retries, timeouts, its exception
+types); the response bytes are decoded here straight into our types, which is what
+makes a call with full telemetry cheaper than the SDK's own object building.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from uuid import uuid4
+
+import openai
+from typing_extensions import Unpack
+
+from ._callbacks import Callbacks, Handler, Run, RunCallbacks, check_handlers
+from ._messages import AIMessage, BaseMessage, MessageInput, coerce_messages
+from ._params import CallOptions, build_request, merge_options, validate_options
+from ._stream import AsyncChatStream, ChatStream
+from ._wire import message_from_completion
+
+__all__ = ["ChatOpenAI"]
+
+_LOCAL_KEY = "not-needed"  # servers on a custom base_url (vLLM, llama.cpp, Ollama) ignore it
+
+
+class _Prepared:
+    __slots__ = ("messages", "kwargs", "callbacks")
+
+    def __init__(
+        self, messages: list[BaseMessage], kwargs: dict[str, object], callbacks: RunCallbacks | None
+    ) -> None:
+        self.messages = messages
+        self.kwargs = kwargs
+        self.callbacks = callbacks
+
+
+def _decode_completion(raw: openai._legacy_response.LegacyAPIResponse[object]) -> AIMessage:
+    try:
+        body = json.loads(raw.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise openai.APIResponseValidationError(
+            raw.http_response, raw.text, message=f"the server's answer is not JSON: {exc}"
+        ) from exc
+    if not isinstance(body, dict):
+        raise openai.APIResponseValidationError(
+            raw.http_response, body, message="the server's answer is not a JSON object"
+        )
+    return message_from_completion(body)
+
+
+class ChatOpenAI:
+    """A chat model whose results carry every token's logprob and top alternatives.
+
+    Args:
+        model: the model name, e.g. "gpt-4o".
+        logprobs: ask for each output token's logprob.
+        top_logprobs: also the k (0..20) most likely tokens at each position; needs logprobs.
+        temperature, top_p, max_tokens, seed, stop, n: as the Chat Completions API takes them
+            (`n` must be 1: see `batch` for several samples).
+        stream_usage: ask streams for a final usage chunk (`stream_options.include_usage`).
+        model_kwargs: any other request field, passed through.
+        client, async_client: ready `openai.OpenAI` / `openai.AsyncOpenAI` clients; otherwise
+            they are made from api_key, base_url, timeout and max_retries, or as the SDK
+            reads them from the environment (OPENAI_API_KEY, OPENAI_BASE_URL).
+        callbacks: handlers attached to every call of this model.
+        tags, metadata: passed to handlers in `run`.
+
+    Every method validates its parameters before any request and raises `ValueError` or
+    `TypeError` with a clear message; server and network errors are the SDK's own.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        n: int | None = None,
+        stream_usage: bool = True,
+        model_kwargs: Mapping[str, object] | None = None,
+        client: openai.OpenAI | None = None,
+        async_client: openai.AsyncOpenAI | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        callbacks: Callbacks | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, object] | None = None,
+    ) -> None:
+        options: CallOptions = {
+            "model": model,
+            "logprobs": logprobs,
+            "top_logprobs": top_logprobs,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+            "seed": seed,
+            "stop": stop,
+            "n": n,
+            "stream_usage": stream_usage,
+            "model_kwargs": dict(model_kwargs or {}),
+        }
+        validate_options(options)
+        self._options = options
+        self._client = client
+        self._async_client = async_client
+        self._client_args: dict[str, object] = {
+            k: v
+            for k, v in (
+                ("api_key", api_key),
+                ("base_url", base_url),
+                ("timeout", timeout),
+                ("max_retries", max_retries),
+            )
+            if v is not None
+        }
+        self._callbacks = check_handlers(callbacks)
+        self._tags = tuple(tags or ())
+        self._metadata = dict(metadata or {})
+
+    @property
+    def model(self) -> str:
+        """The model name requests are sent with."""
+        return self._options["model"]
+
+    @property
+    def callbacks(self) -> tuple[Handler, ...]:
+        """The handlers attached to every call of this model."""
+        return self._callbacks
+
+    def with_callbacks(self, callbacks: Callbacks) -> ChatOpenAI:
+        """A copy of this model with `callbacks` added to its handlers (clients shared)."""
+        copy = object.__new__(ChatOpenAI)
+        copy.__dict__.update(self.__dict__)
+        copy._callbacks = self._callbacks + check_handlers(callbacks)
+        return copy
+
+    # -- clients ------------------------------------------------------------------------
+
+    def _sdk_args(self) -> dict[str, object]:
+        args = dict(self._client_args)
+        if "api_key" not in args and not os.environ.get("OPENAI_API_KEY"):
+            if args.get("base_url") or os.environ.get("OPENAI_BASE_URL"):
+                args["api_key"] = _LOCAL_KEY
+        return args
+
+    def _sync_client(self) -> openai.OpenAI:
+        if self._client is None:
+            if self._async_client is not None and not self._client_args:
+                self._client = openai.OpenAI(
+                    api_key=self._async_client.api_key,
+                    base_url=self._async_client.base_url,
+                    timeout=self._async_client.timeout,
+                    max_retries=self._async_client.max_retries,
+                )
+            else:
+                self._client = openai.OpenAI(**self._sdk_args())  # type: ignore[arg-type]
+        return self._client
+
+    def _async_sdk_client(self) -> openai.AsyncOpenAI:
+        if self._async_client is None:
+            if self._client is not None and not self._client_args:
+                self._async_client = openai.AsyncOpenAI(
+                    api_key=self._client.api_key,
+                    base_url=self._client.base_url,
+                    timeout=self._client.timeout,
+                    max_retries=self._client.max_retries,
+                )
+            else:
+                self._async_client = openai.AsyncOpenAI(**self._sdk_args())  # type: ignore[arg-type]
+        return self._async_client
+
+    # -- shared preparation ---------------------------------------------------------------
+
+    def _prepare(
+        self,
+        input: MessageInput,
+        client: openai.OpenAI | openai.AsyncOpenAI,
+        *,
+        stream: bool,
+        overrides: Mapping[str, object],
+        callbacks: Callbacks | None,
+        tags: Sequence[str] | None,
+        metadata: Mapping[str, object] | None,
+    ) -> _Prepared:
+        options = merge_options(self._options, overrides) if overrides else self._options
+        if overrides:
+            validate_options(options)
+        messages = coerce_messages(input)
+        kwargs, params = build_request(options, messages, stream=stream)
+        handlers = self._callbacks + check_handlers(callbacks) if callbacks else self._callbacks
+        run_callbacks = None
+        if handlers:
+            url = client.base_url
+            port = url.port or (443 if url.scheme == "https" else 80)
+            run = Run.model_construct(
+                run_id=uuid4(),
+                model=options["model"],
+                stream=stream,
+                invocation_params=params,
+                tags=self._tags + tuple(tags or ()),
+                metadata={**self._metadata, **(metadata or {})},
+                provider="openai",
+                server_address=url.host,
+                server_port=port,
+            )
+            run_callbacks = RunCallbacks(run, handlers)
+        return _Prepared(messages, kwargs, run_callbacks)
+
+    # -- one call -------------------------------------------------------------------------
+
+    def invoke(
+        self,
+        input: MessageInput,
+        *,
+        callbacks: Callbacks | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, object] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> AIMessage:
+        """Send one request and return the answer with its logprobs."""
+        client = self._sync_client()
+        prepared = self._prepare(
+            input,
+            client,
+            stream=False,
+            overrides=options,
+            callbacks=callbacks,
+            tags=tags,
+            metadata=metadata,
+        )
+        run = prepared.callbacks
+        if run:
+            run.start_sync(prepared.messages)
+        try:
+            raw = client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
+            message = _decode_completion(raw)
+        except BaseException as exc:
+            if run:
+                run.error_sync(exc)
+            raise
+        if run:
+            run.end_sync(message)
+        return message
+
+    async def ainvoke(
+        self,
+        input: MessageInput,
+        *,
+        callbacks: Callbacks | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, object] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> AIMessage:
+        """Async `invoke`."""
+        client = self._async_sdk_client()
+        prepared = self._prepare(
+            input,
+            client,
+            stream=False,
+            overrides=options,
+            callbacks=callbacks,
+            tags=tags,
+            metadata=metadata,
+        )
+        run = prepared.callbacks
+        if run:
+            await run.astart(prepared.messages)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
+            message = _decode_completion(raw)
+        except BaseException as exc:
+            if run:
+                await run.aerror(exc)
+            raise
+        if run:
+            await run.aend(message)
+        return message
+
+    def stream(
+        self,
+        input: MessageInput,
+        *,
+        callbacks: Callbacks | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, object] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> ChatStream:
+        """Stream the answer as `AIMessageChunk`s; `agg = agg + chunk` adds them up.
+
+        Parameters are validated now; the request is sent on the first `next()`.
+        """
+        client = self._sync_client()
+        prepared = self._prepare(
+            input,
+            client,
+            stream=True,
+            overrides=options,
+            callbacks=callbacks,
+            tags=tags,
+            metadata=metadata,
+        )
+        kwargs = prepared.kwargs
+        return ChatStream(
+            lambda: client.chat.completions.create(**kwargs),  # type: ignore[call-overload]
+            callbacks=prepared.callbacks,
+            messages=prepared.messages,
+        )
+
+    def astream(
+        self,
+        input: MessageInput,
+        *,
+        callbacks: Callbacks | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, object] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> AsyncChatStream:
+        """Async `stream`: `async for chunk in model.astream(...)`."""
+        client = self._async_sdk_client()
+        prepared = self._prepare(
+            input,
+            client,
+            stream=True,
+            overrides=options,
+            callbacks=callbacks,
+            tags=tags,
+            metadata=metadata,
+        )
+        kwargs = prepared.kwargs
+        return AsyncChatStream(
+            lambda: client.chat.completions.create(**kwargs),  # type: ignore[call-overload]
+            callbacks=prepared.callbacks,
+            messages=prepared.messages,
+        )
+
+    # -- many calls -----------------------------------------------------------------------
+
+    def batch(
+        self,
+        inputs: Sequence[MessageInput],
+        *,
+        max_concurrency: int | None = None,
+        callbacks: Callbacks | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, object] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> list[AIMessage]:
+        """`invoke` each input on a thread pool; answers in input order.
+
+        Each call is its own run (and span) under the caller's current context. The first
+        failure is raised after every call has finished.
+        """
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if not inputs:
+            return []
+
+        def one(item: MessageInput, context: contextvars.Context) -> AIMessage:
+            return context.run(
+                self.invoke, item, callbacks=callbacks, tags=tags, metadata=metadata, **options
+            )
+
+        workers = min(len(inputs), max_concurrency or 8)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logprobscope") as pool:
+            futures = [pool.submit(one, item, contextvars.copy_context()) for item in inputs]
+        return [f.result() for f in futures]
+
+    async def abatch(
+        self,
+        inputs: Sequence[MessageInput],
+        *,
+        max_concurrency: int | None = None,
+        callbacks: Callbacks | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, object] | None = None,
+        **options: Unpack[CallOptions],
+    ) -> list[AIMessage]:
+        """Async `batch`, with at most `max_concurrency` calls in flight."""
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        limit = asyncio.Semaphore(max_concurrency or len(inputs) or 1)
+
+        async def one(item: MessageInput) -> AIMessage:
+            async with limit:
+                return await self.ainvoke(
+                    item, callbacks=callbacks, tags=tags, metadata=metadata, **options
+                )
+
+        results: list[AIMessage | BaseException] = await asyncio.gather(
+            *(one(item) for item in inputs), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in results if isinstance(r, AIMessage)]

@@ -1,0 +1,236 @@
+"""OpenAI wire JSON (decoded) to typed results: whole completions and stream chunks.
+
+Tolerant by design: servers that are not OpenAI send `logprobs: null`, `bytes: null`,
+no usage, extra fields, or odd values; nothing here raises on a field's content.
+"""
+
+from __future__ import annotations
+
+from ._construct import construct
+from ._logprobs import ChoiceLogprobs, TokenBuffer, TokenLogprobList
+from ._messages import AIMessage, AIMessageChunk, ResponseMetadata, UsageMetadata, _TextSlice
+from ._messages import make_chunk as _make_chunk
+
+__all__ = ["StreamAccumulator", "message_from_completion", "usage_from_json"]
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_from_json(value: object) -> UsageMetadata | None:
+    """`usage` of a completion or chunk, or None when absent or not an object."""
+    if not isinstance(value, dict):
+        return None
+    prompt = _int(value.get("prompt_tokens"))
+    completion = _int(value.get("completion_tokens"))
+    total = value.get("total_tokens")
+    return construct(
+        UsageMetadata,
+        {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": total if isinstance(total, int) else prompt + completion,
+        },
+    )
+
+
+def _first_choice(choices: object) -> dict[str, object] | None:
+    # Only one choice is asked for (n > 1 is refused before the request); a server that
+    # sends more anyway gets its choice 0 used.
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+def _logprobs_from_json(value: object) -> ChoiceLogprobs | None:
+    if not isinstance(value, dict):
+        return None
+    content = value.get("content")
+    refusal = value.get("refusal")
+    return construct(
+        ChoiceLogprobs,
+        {
+            "content": TokenLogprobList.from_json(content) if isinstance(content, list) else None,
+            "refusal": TokenLogprobList.from_json(refusal) if isinstance(refusal, list) else None,
+        },
+    )
+
+
+def message_from_completion(body: dict[str, object]) -> AIMessage:
+    """The first choice of a decoded `chat.completion` as an `AIMessage`."""
+    choice = _first_choice(body.get("choices")) or {}
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    metadata = construct(
+        ResponseMetadata,
+        {
+            "logprobs": _logprobs_from_json(choice.get("logprobs")),
+            "finish_reason": _str_or_none(choice.get("finish_reason")),
+            "model_name": _str_or_none(body.get("model")),
+            "id": _str_or_none(body.get("id")),
+            "system_fingerprint": _str_or_none(body.get("system_fingerprint")),
+            "incomplete": False,
+        },
+    )
+    return construct(
+        AIMessage,
+        {
+            "role": "assistant",
+            "content": content if isinstance(content, str) else "",
+            "response_metadata": metadata,
+            "usage_metadata": usage_from_json(body.get("usage")),
+        },
+    )
+
+
+class StreamAccumulator:
+    """Turns decoded `chat.completion.chunk` objects into chunks, and keeps the whole answer.
+
+    All chunks of one stream share `pieces` (text) and two token buffers, so a chunk costs
+    what its own tokens cost and `message()` joins everything once.
+    """
+
+    __slots__ = (
+        "pieces",
+        "content",
+        "refusal",
+        "saw_logprobs",
+        "saw_content",
+        "saw_refusal",
+        "finish_reason",
+        "model_name",
+        "id",
+        "system_fingerprint",
+        "usage",
+        "chunks",
+    )
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.content = TokenBuffer()
+        self.refusal = TokenBuffer()
+        self.saw_logprobs = False
+        self.saw_content = False
+        self.saw_refusal = False
+        self.finish_reason: str | None = None
+        self.model_name: str | None = None
+        self.id: str | None = None
+        self.system_fingerprint: str | None = None
+        self.usage: UsageMetadata | None = None
+        self.chunks = 0
+
+    def feed(self, body: object) -> AIMessageChunk | None:
+        """The chunk for one decoded event, or None for an event with nothing in it."""
+        if not isinstance(body, dict):
+            return None
+        value = body.get("id")
+        if type(value) is str:
+            self.id = value
+        value = body.get("model")
+        if type(value) is str:
+            self.model_name = value
+        value = body.get("system_fingerprint")
+        if type(value) is str:
+            self.system_fingerprint = value
+        usage = body.get("usage")
+        usage_metadata = usage_from_json(usage) if usage is not None else None
+        if usage_metadata is not None:
+            self.usage = usage_metadata
+        choice = _first_choice(body.get("choices"))
+        if choice is None:
+            if usage_metadata is None:
+                return None
+            text = ""
+            logprobs = None
+            finish_reason: str | None = None
+        else:
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            text = content if type(content) is str else ""
+            logprobs = self._logprobs(choice.get("logprobs"))
+            reason = choice.get("finish_reason")
+            finish_reason = reason if type(reason) is str else None
+            if finish_reason is not None:
+                self.finish_reason = finish_reason
+        pieces = self.pieces
+        pieces.append(text)
+        n = len(pieces)
+        self.chunks += 1
+        metadata = construct(
+            ResponseMetadata,
+            {
+                "logprobs": logprobs,
+                "finish_reason": finish_reason,
+                "model_name": self.model_name,
+                "id": self.id,
+                "system_fingerprint": self.system_fingerprint,
+                "incomplete": False,
+            },
+        )
+        return _make_chunk(_TextSlice(pieces, n - 1, n), metadata, usage_metadata)
+
+    def _logprobs(self, value: object) -> ChoiceLogprobs | None:
+        if type(value) is not dict:
+            return None
+        self.saw_logprobs = True
+        content = value.get("content")
+        content_view = None
+        if type(content) is list:
+            self.saw_content = True
+            buf = self.content
+            start = len(buf.tokens)
+            buf.append_json(content)
+            content_view = TokenLogprobList._view(buf, start, len(buf.tokens))
+        refusal = value.get("refusal")
+        refusal_view = None
+        if type(refusal) is list:
+            self.saw_refusal = True
+            buf = self.refusal
+            start = len(buf.tokens)
+            buf.append_json(refusal)
+            refusal_view = TokenLogprobList._view(buf, start, len(buf.tokens))
+        return construct(ChoiceLogprobs, {"content": content_view, "refusal": refusal_view})
+
+    def message(self, *, incomplete: bool) -> AIMessage:
+        """Everything so far as one `AIMessage`."""
+        logprobs = None
+        if self.saw_logprobs:
+            logprobs = construct(
+                ChoiceLogprobs,
+                {
+                    "content": TokenLogprobList._view(self.content, 0, len(self.content))
+                    if self.saw_content
+                    else None,
+                    "refusal": TokenLogprobList._view(self.refusal, 0, len(self.refusal))
+                    if self.saw_refusal
+                    else None,
+                },
+            )
+        metadata = construct(
+            ResponseMetadata,
+            {
+                "logprobs": logprobs,
+                "finish_reason": self.finish_reason,
+                "model_name": self.model_name,
+                "id": self.id,
+                "system_fingerprint": self.system_fingerprint,
+                "incomplete": incomplete,
+            },
+        )
+        return construct(
+            AIMessage,
+            {
+                "role": "assistant",
+                "content": "".join(self.pieces),
+                "response_metadata": metadata,
+                "usage_metadata": self.usage,
+            },
+        )
