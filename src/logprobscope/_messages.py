@@ -229,8 +229,7 @@ def make_chunk(
     return chunk
 
 
-AnyMessage = Union[SystemMessage, DeveloperMessage, HumanMessage, AIMessage, ToolMessage]
-MessageInput = Union[str, Sequence[BaseMessage | Mapping[str, object]]]
+MessageInput = str | Sequence[BaseMessage | Mapping[str, object]]
 
 _ROLES: dict[str, type[BaseMessage]] = {
     "system": SystemMessage,
