@@ -140,10 +140,10 @@ def build_request(
             params["top_logprobs"] = top
     for name in _BODY_FIELDS:
         value = options.get(name)
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            value = list(value)  # a stop tuple is sent as a JSON list
         if value is not None:
-            params[name] = (
-                value if not (name == "stop" and not isinstance(value, str)) else list(value)
-            )  # type: ignore[call-overload]
+            params[name] = value
     params.update(options.get("model_kwargs", {}))
     if stream:
         params["stream"] = True
