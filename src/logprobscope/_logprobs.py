@@ -49,6 +49,10 @@ class _Derived:
 
     __slots__ = ()
 
+    def __reduce__(self) -> str:
+        # The one marker: buffers that are copied or unpickled keep comparing by identity.
+        return "_DERIVED"
+
 
 _DERIVED = _Derived()
 
@@ -310,6 +314,10 @@ class TokenLogprobList(Sequence[TokenLogprob]):
         fresh.append_range(buf, self._start, self._stop)
         fresh.append_range(other._buf, other._start, other._stop)
         return TokenLogprobList._view(fresh, 0, len(fresh))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickle and copy this view's own tokens, not the whole buffer it shares.
+        return (TokenLogprobList.from_json, (self.dump(),))
 
     def dump(self) -> list[dict[str, object]]:
         """OpenAI's JSON shape of every entry, without building models."""
