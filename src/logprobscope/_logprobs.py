@@ -103,9 +103,12 @@ class TokenBuffer:
     """Append-only columns of tokens; shared by the views over it.
 
     Not thread-safe for concurrent appends; one stream appends from one place at a time.
+    A buffer `owned` by a stream is appended to by that stream only: `+` never extends it
+    (the stream's whole answer is read back from it at the end).
     """
 
     __slots__ = (
+        "owned",
         "tokens",
         "logprobs",
         "bytes",
@@ -116,7 +119,8 @@ class TokenBuffer:
         "_models",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, owned: bool = False) -> None:
+        self.owned = owned
         self.tokens: list[str] = []
         self.logprobs: array[float] = array("d")
         self.bytes: list[bytes | None | _Derived] = []
@@ -307,7 +311,7 @@ class TokenLogprobList(Sequence[TokenLogprob]):
         buf = self._buf
         if other._buf is buf and other._start == self._stop:
             return TokenLogprobList._view(buf, self._start, other._stop)  # adjacent: O(1)
-        if self._stop == len(buf):
+        if self._stop == len(buf) and not buf.owned:
             buf.append_range(other._buf, other._start, other._stop)  # at the tip: O(len(other))
             return TokenLogprobList._view(buf, self._start, len(buf))
         fresh = TokenBuffer()  # a fork of an older prefix: copy once, then it is a tip

@@ -126,6 +126,12 @@ class AIMessage(BaseMessage):
     usage_metadata: UsageMetadata | None = None
 
 
+class StreamText(list[str]):
+    """A stream's text pieces: appended to by that stream only, never by `+`."""
+
+    __slots__ = ()
+
+
 class _TextSlice:
     """Content not joined yet: pieces[start:stop] of a shared, append-only list."""
 
@@ -173,12 +179,16 @@ class AIMessageChunk(AIMessage):
         if mine is not None and theirs is not None and mine.pieces is theirs.pieces:
             if mine.stop == theirs.start:
                 text = _TextSlice(mine.pieces, mine.start, theirs.stop)
-            elif mine.stop == len(mine.pieces):
+            elif mine.stop == len(mine.pieces) and type(mine.pieces) is not StreamText:
                 mine.pieces.extend(theirs.pieces[theirs.start : theirs.stop])
                 text = _TextSlice(mine.pieces, mine.start, len(mine.pieces))
             else:
                 text = _fork(self, other)
-        elif mine is not None and mine.stop == len(mine.pieces):
+        elif (
+            mine is not None
+            and mine.stop == len(mine.pieces)
+            and type(mine.pieces) is not StreamText
+        ):
             mine.pieces.append(other.content)
             text = _TextSlice(mine.pieces, mine.start, len(mine.pieces))
         else:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from ._construct import construct
 from ._logprobs import ChoiceLogprobs, TokenBuffer, TokenLogprobList
-from ._messages import AIMessage, AIMessageChunk, ResponseMetadata, UsageMetadata, _TextSlice
+from ._messages import (
+    AIMessage,
+    AIMessageChunk,
+    ResponseMetadata,
+    StreamText,
+    UsageMetadata,
+    _TextSlice,
+)
 from ._messages import make_chunk as _make_chunk
 
 __all__ = ["StreamAccumulator", "message_from_completion", "usage_from_json"]
@@ -114,9 +121,11 @@ class StreamAccumulator:
     )
 
     def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.content = TokenBuffer()
-        self.refusal = TokenBuffer()
+        # Owned: `chunk + other` never appends to these, so `message()` reads this stream's
+        # answer only, whatever the user adds the chunks to.
+        self.pieces = StreamText()
+        self.content = TokenBuffer(owned=True)
+        self.refusal = TokenBuffer(owned=True)
         self.saw_logprobs = False
         self.saw_content = False
         self.saw_refusal = False
