@@ -1,0 +1,142 @@
+"""`OpenTelemetryCallbackHandler`: our model's callbacks fed into the telemetry core."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from uuid import UUID
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from .._callbacks import BaseCallbackHandler, Run
+from .._messages import AIMessage, AIMessageChunk, BaseMessage
+from ._core import CallTelemetry, EventsMode, LogprobTelemetry
+
+__all__ = ["OpenTelemetryCallbackHandler"]
+
+logger = logging.getLogger("logprobscope.otel")
+
+
+class OpenTelemetryCallbackHandler(BaseCallbackHandler):
+    """One span per model call with every token's logprob, and the logprob metrics.
+
+    Attach it to a model (`ChatOpenAI(..., callbacks=[handler])`) or to one call. Per call:
+
+    - when the call starts (`invoke`, or when `stream()`/`astream()` is called): a span
+      `chat {model}`, kind CLIENT, child of the context current at that moment, is started
+      (never made current) with the request attributes;
+    - per streamed chunk: its tokens as `logprobs.token` events timestamped with the chunk's
+      arrival (or `logprobs.tokens` batches, per `events`); non-streamed calls add their
+      tokens when the answer arrives;
+    - when the call ends, however it ends: the response and `logprobs.*` summary attributes,
+      `logprobs.stream.completed` for streams, status ERROR with `error.type` and the
+      exception on failure; then the span ends and the metrics are recorded
+      (`gen_ai.client.*` and `logprobs.*`, see TELEMETRY.md).
+
+    Args:
+        tracer_provider, meter_provider: default to the global providers.
+        capture_content: token texts and messages in the telemetry; default from
+            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (read now), else off.
+        events: "tokens" (default), "batched", "low_confidence" or "none".
+        low_confidence_threshold: probability below which a token counts as low-confidence.
+
+    The handler never raises into the call: its failures are logged and skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        capture_content: bool | None = None,
+        events: EventsMode = "tokens",
+        low_confidence_threshold: float = 0.5,
+    ) -> None:
+        self.telemetry = LogprobTelemetry(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            capture_content=capture_content,
+            events=events,
+            low_confidence_threshold=low_confidence_threshold,
+        )
+        self._calls: dict[UUID, CallTelemetry] = {}
+
+    @property
+    def active_calls(self) -> int:
+        """Calls started and not ended yet (zero once every run has ended)."""
+        return len(self._calls)
+
+    def on_chat_model_start(self, messages: Sequence[BaseMessage], *, run: Run) -> None:
+        """Start the call's span."""
+        try:
+            telemetry = self.telemetry
+            inputs = [m.to_openai() for m in messages] if telemetry.capture_content else None
+            self._calls[run.run_id] = telemetry.start_call(
+                model=run.model,
+                stream=run.stream,
+                params=run.invocation_params,
+                provider=run.provider,
+                server_address=run.server_address,
+                server_port=run.server_port,
+                input_messages=inputs,
+            )
+        except Exception:
+            logger.warning("OpenTelemetry handler: on_chat_model_start failed", exc_info=True)
+
+    def on_llm_new_token(self, token: str, *, chunk: AIMessageChunk, run: Run) -> None:
+        """Add the chunk's arrival and its tokens."""
+        call = self._calls.get(run.run_id)
+        if call is None:
+            return
+        try:
+            now = time.time_ns()
+            metadata = chunk.response_metadata
+            if call.response_model is None and metadata.model_name:
+                # Known from the first chunk on: observations can be recorded as they come.
+                call.set_response(response_model=metadata.model_name, response_id=metadata.id)
+            logprobs = metadata.logprobs
+            content = logprobs.content if logprobs is not None else None
+            if content is not None:
+                buf, start, stop = content._columns()
+                call.add_columns(buf, start, stop, time_ns=now)  # counts the chunk too
+            else:
+                call.add_chunk(time_ns=now)
+        except Exception:
+            logger.debug("OpenTelemetry handler: on_llm_new_token failed", exc_info=True)
+
+    def on_llm_end(self, message: AIMessage, *, run: Run) -> None:
+        """Set the response and summary, end the span, record the metrics."""
+        call = self._calls.pop(run.run_id, None)
+        if call is None:
+            return
+        completed: bool | None = None
+        try:
+            metadata = message.response_metadata
+            if run.stream:
+                completed = not metadata.incomplete
+            elif metadata.logprobs is not None:
+                content = metadata.logprobs.content
+                if content is not None:
+                    buf, start, stop = content._columns()
+                    call.add_columns(buf, start, stop, time_ns=time.time_ns())
+            usage = message.usage_metadata
+            call.set_response(
+                response_id=metadata.id,
+                response_model=metadata.model_name,
+                finish_reasons=[metadata.finish_reason] if metadata.finish_reason else None,
+                input_tokens=usage.input_tokens if usage is not None else None,
+                output_tokens=usage.output_tokens if usage is not None else None,
+                output_text=message.content if self.telemetry.capture_content else None,
+            )
+        except Exception:
+            logger.warning("OpenTelemetry handler: on_llm_end failed", exc_info=True)
+        finally:
+            call.end(completed=completed)
+
+    def on_llm_error(self, error: BaseException, *, run: Run) -> None:
+        """End the span as failed: status ERROR, `error.type`, the exception recorded."""
+        call = self._calls.pop(run.run_id, None)
+        if call is not None:
+            call.fail(error)

@@ -1,0 +1,205 @@
+"""Every telemetry name logprobscope emits, in one place (the contract: ../shared/TELEMETRY.md).
+
+Standard names come from `opentelemetry-semantic-conventions`; ours live under `logprobs.`.
+Changing a value here is a breaking change for users' dashboards and queries.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_CHOICE_COUNT,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_SEED,
+    GEN_AI_REQUEST_STREAM,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_ID,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+    GEN_AI_TOKEN_TYPE,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
+from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
+    GEN_AI_CLIENT_OPERATION_DURATION,
+    GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
+    GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK,
+    GEN_AI_CLIENT_TOKEN_USAGE,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+
+__all__ = [
+    "ERROR_TYPE",
+    "GEN_AI_CLIENT_OPERATION_DURATION",
+    "GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK",
+    "GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK",
+    "GEN_AI_CLIENT_TOKEN_USAGE",
+    "GEN_AI_INPUT_MESSAGES",
+    "GEN_AI_OPERATION_NAME",
+    "GEN_AI_OUTPUT_MESSAGES",
+    "GEN_AI_PROVIDER_NAME",
+    "GEN_AI_REQUEST_CHOICE_COUNT",
+    "GEN_AI_REQUEST_MAX_TOKENS",
+    "GEN_AI_REQUEST_MODEL",
+    "GEN_AI_REQUEST_SEED",
+    "GEN_AI_REQUEST_STREAM",
+    "GEN_AI_REQUEST_TEMPERATURE",
+    "GEN_AI_REQUEST_TOP_P",
+    "GEN_AI_RESPONSE_FINISH_REASONS",
+    "GEN_AI_RESPONSE_ID",
+    "GEN_AI_RESPONSE_MODEL",
+    "GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK",
+    "GEN_AI_TOKEN_TYPE",
+    "GEN_AI_USAGE_INPUT_TOKENS",
+    "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "SERVER_ADDRESS",
+    "SERVER_PORT",
+]
+
+# -- instrumentation scope -----------------------------------------------------------------
+
+SCOPE_NAME: Final = "logprobscope"
+
+# -- standard values -------------------------------------------------------------------------
+
+OPERATION_CHAT: Final = "chat"
+PROVIDER_OPENAI: Final = "openai"
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+
+# -- span attributes (ours) ----------------------------------------------------------------
+
+LOGPROBS_ENABLED: Final = "logprobs.enabled"
+LOGPROBS_TOP_LOGPROBS: Final = "logprobs.top_logprobs"
+LOGPROBS_TOKEN_COUNT: Final = "logprobs.token_count"
+LOGPROBS_SUM: Final = "logprobs.sum"
+LOGPROBS_MEAN: Final = "logprobs.mean"
+LOGPROBS_PERPLEXITY: Final = "logprobs.perplexity"
+LOGPROBS_MIN: Final = "logprobs.min"
+LOGPROBS_MIN_INDEX: Final = "logprobs.min_index"
+LOGPROBS_ENTROPY_MEAN: Final = "logprobs.entropy.mean"
+LOGPROBS_MARGIN_MEAN: Final = "logprobs.margin.mean"
+LOGPROBS_LOW_CONFIDENCE_THRESHOLD: Final = "logprobs.low_confidence.threshold"
+LOGPROBS_LOW_CONFIDENCE_COUNT: Final = "logprobs.low_confidence.count"
+LOGPROBS_STREAM_COMPLETED: Final = "logprobs.stream.completed"
+LOGPROBS_EVENTS_MODE: Final = "logprobs.events.mode"
+LOGPROBS_EVENTS_DROPPED: Final = "logprobs.events.dropped"
+
+# -- span events (ours) ----------------------------------------------------------------------
+
+EVENT_TOKEN: Final = "logprobs.token"
+TOKEN_INDEX: Final = "logprobs.token.index"
+TOKEN_LOGPROB: Final = "logprobs.token.logprob"
+TOKEN_TOP_LOGPROBS: Final = "logprobs.token.top_logprobs"
+TOKEN_TEXT: Final = "logprobs.token.text"
+TOKEN_BYTES: Final = "logprobs.token.bytes"
+TOKEN_TOP_TOKENS: Final = "logprobs.token.top_tokens"
+
+EVENT_TOKENS: Final = "logprobs.tokens"
+TOKENS_START_INDEX: Final = "logprobs.tokens.start_index"
+TOKENS_LOGPROBS: Final = "logprobs.tokens.logprobs"
+TOKENS_TOP_LOGPROBS: Final = "logprobs.tokens.top_logprobs"
+TOKENS_TEXTS: Final = "logprobs.tokens.texts"
+TOKENS_TOP_TOKENS: Final = "logprobs.tokens.top_tokens"
+
+# `logprobs.events.mode` values
+MODE_TOKENS: Final = "tokens"
+MODE_BATCHED: Final = "batched"
+MODE_LOW_CONFIDENCE: Final = "low_confidence"
+MODE_NONE: Final = "none"
+EVENT_MODES: Final = (MODE_TOKENS, MODE_BATCHED, MODE_LOW_CONFIDENCE, MODE_NONE)
+
+# -- metrics (ours) --------------------------------------------------------------------------
+
+METRIC_TOKEN_PROBABILITY: Final = "logprobs.token.probability"
+METRIC_RESPONSE_PERPLEXITY: Final = "logprobs.response.perplexity"
+METRIC_RESPONSE_MIN_PROBABILITY: Final = "logprobs.response.min_probability"
+METRIC_RESPONSE_ENTROPY: Final = "logprobs.response.entropy"
+METRIC_TOKEN_LOW_CONFIDENCE: Final = "logprobs.token.low_confidence"
+
+UNIT_RATIO: Final = "1"
+UNIT_NAT: Final = "nat"
+UNIT_TOKEN: Final = "{token}"
+UNIT_SECONDS: Final = "s"
+
+PROBABILITY_BUCKETS: Final = (
+    0.01,
+    0.05,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.99,
+    0.999,
+)
+PERPLEXITY_BUCKETS: Final = (
+    1.0,
+    1.01,
+    1.05,
+    1.1,
+    1.25,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+)
+ENTROPY_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
+
+# Advisory bucket boundaries of the GenAI semantic conventions (gen-ai-metrics.md).
+TOKEN_USAGE_BUCKETS: Final = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+DURATION_BUCKETS: Final = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+# time_to_first_chunk and time_per_output_chunk use the duration boundaries in the conventions.
+CHUNK_TIME_BUCKETS: Final = DURATION_BUCKETS
+
+# -- configuration ---------------------------------------------------------------------------
+
+ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
