@@ -110,9 +110,10 @@ class ChatOpenAI:
             "stop": stop,
             "n": n,
             "stream_usage": stream_usage,
-            "model_kwargs": dict(model_kwargs or {}),
+            "model_kwargs": {} if model_kwargs is None else model_kwargs,
         }
         validate_options(options)
+        options["model_kwargs"] = dict(options["model_kwargs"])  # a mapping: checked above
         self._options = options
         self._client = client
         self._async_client = async_client
