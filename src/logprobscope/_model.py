@@ -349,6 +349,18 @@ class ChatOpenAI:
 
     # -- many calls -----------------------------------------------------------------------
 
+    def _check_batch(
+        self,
+        inputs: Sequence[MessageInput],
+        options: Mapping[str, object],
+        callbacks: Callbacks | None,
+    ) -> list[list[BaseMessage]]:
+        """What each call of a batch would reject, checked before the first request is sent."""
+        if options:
+            validate_options(merge_options(self._options, options))
+        check_handlers(callbacks)
+        return [coerce_messages(item) for item in inputs]
+
     def batch(
         self,
         inputs: Sequence[MessageInput],
@@ -368,6 +380,7 @@ class ChatOpenAI:
             raise ValueError("max_concurrency must be at least 1")
         if not inputs:
             return []
+        prompts = self._check_batch(inputs, options, callbacks)
 
         def one(item: MessageInput, context: contextvars.Context) -> AIMessage:
             return context.run(
@@ -376,7 +389,7 @@ class ChatOpenAI:
 
         workers = min(len(inputs), max_concurrency or 8)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logprobscope") as pool:
-            futures = [pool.submit(one, item, contextvars.copy_context()) for item in inputs]
+            futures = [pool.submit(one, item, contextvars.copy_context()) for item in prompts]
         return [f.result() for f in futures]
 
     async def abatch(
@@ -392,6 +405,7 @@ class ChatOpenAI:
         """Async `batch`, with at most `max_concurrency` calls in flight."""
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        prompts = self._check_batch(inputs, options, callbacks)
         limit = asyncio.Semaphore(max_concurrency or len(inputs) or 1)
 
         async def one(item: MessageInput) -> AIMessage:
@@ -401,7 +415,7 @@ class ChatOpenAI:
                 )
 
         results: list[AIMessage | BaseException] = await asyncio.gather(
-            *(one(item) for item in inputs), return_exceptions=True
+            *(one(item) for item in prompts), return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
