@@ -1,0 +1,590 @@
+"""Logprob telemetry for a raw `openai` client: one line, no change to the calling code.
+
+```python
+import openai
+from logprobscope.instrument import instrument_openai
+
+client = openai.OpenAI()
+instrument_openai(client)            # this client only; instrument_openai() patches all clients
+client.chat.completions.create(model="gpt-4o", messages=[...], logprobs=True, top_logprobs=3)
+```
+
+Every `chat.completions.create` call, sync or async, streamed or not, then emits the spans, span
+events and metrics of the logprobscope telemetry contract (the same as `logprobscope.ChatOpenAI`
+with the OpenTelemetry handler): one `chat {model}` CLIENT span, child of the span current when
+`create` is called, with the logprob summary attributes set when the call ends, one event per
+token (or the mode chosen), and the `logprobs.*` and `gen_ai.client.*` metrics.
+
+What is recorded comes from the SDK's own results: `choices[0].logprobs.content` of a
+`ChatCompletion`; for `stream=True`, the logprobs of every `ChatCompletionChunk` as the caller's
+loop receives it. The caller gets the SDK's objects unchanged: a `ChatCompletion` is returned as
+it is, and a stream is returned as a proxy (still an `openai.Stream` / `openai.AsyncStream`) that
+yields the SDK's own chunks and forwards every other attribute (`response`, `close`, ...) to the
+real stream. Its span ends exactly once: when the stream is exhausted, closed, left through its
+context manager, garbage-collected unclosed (then `logprobs.stream.completed = false`), or fails.
+Exceptions (from the API, the network, or the caller's code inside `with stream:`) end the span
+with status ERROR and `error.type`, and propagate unchanged.
+
+Also traced: `with_raw_response.create` without `stream=True` (the SDK's own, cached `parse()`
+of the returned response is read, so the caller's `parse()` gets that same object), and the
+SDK's `chat.completions.stream()` helper (it calls `create`). Not traced, passed through
+untouched: `with_streaming_response.create` and `with_raw_response.create(stream=True)` (the
+caller reads the HTTP body itself), `parse()`, and the calls of `logprobscope.ChatOpenAI` (its
+OpenTelemetry handler traces those). Only choice 0's tokens are recorded when `n` > 1; every
+choice's finish reason is.
+
+A LangChain `ChatOpenAI` calls `create` on its own client too, so instrumenting all clients
+covers it; attach `logprobscope.langchain.LogprobsCallbackHandler` *or* instrument all clients,
+not both, or each call is traced twice.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import FrameType, TracebackType
+from typing import Any, Final, cast
+
+import openai
+from openai._legacy_response import LegacyAPIResponse
+from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionTokenLogprob
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from ._logprobs import TokenBuffer, TokenLogprob
+from .otel import CallTelemetry, EventsMode, LogprobTelemetry
+
+__all__ = ["instrument_openai", "uninstrument_openai"]
+
+logger = logging.getLogger("logprobscope")
+
+_CREATE: Final = "create"
+_MARK: Final = "__logprobscope_instrumentation__"
+_ORIGINAL: Final = "__logprobscope_original__"
+_RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
+_STACK_DEPTH: Final = 8
+# Arguments of `create` that are not part of the request body.
+_NOT_BODY: Final = frozenset({"messages", "extra_headers", "extra_query", "extra_body", "timeout"})
+# Set while a traced `create` runs, so a client wrapper over the patched class (or any nested
+# call) does not trace the same call twice.
+_IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "logprobscope_instrument_in_call", default=False
+)
+_LOCK = threading.Lock()
+
+
+class _State:
+    """What one instrumentation (of a client, or of the classes) records into."""
+
+    __slots__ = ("telemetry",)
+
+    def __init__(self, telemetry: LogprobTelemetry) -> None:
+        self.telemetry = telemetry
+
+
+# -- what the calls send and receive --------------------------------------------------------
+
+
+def _raw_mode(kwargs: Mapping[str, object]) -> object:
+    # with_raw_response marks its calls with this header ("true"), with_streaming_response
+    # with "stream"; plain calls have none.
+    headers = kwargs.get("extra_headers")
+    return headers.get(_RAW_RESPONSE_HEADER) if isinstance(headers, Mapping) else None
+
+
+def _from_logprobscope(depth: int) -> bool:
+    # logprobscope.ChatOpenAI reads the responses' bytes itself and its telemetry comes from
+    # its own handlers: its calls (directly or through the SDK's raw-response wrappers) are
+    # passed through. The first caller outside the openai package tells.
+    try:
+        frame: FrameType | None = sys._getframe(depth + 1)
+    except ValueError:
+        return False
+    for _ in range(_STACK_DEPTH):
+        if frame is None:
+            return False
+        name = frame.f_globals.get("__name__", "")
+        if not isinstance(name, str):
+            return False
+        if name != "openai" and not name.startswith("openai."):
+            return name.startswith("logprobscope._")
+        frame = frame.f_back
+    return False
+
+
+def _server(resource: object) -> tuple[str | None, int | None]:
+    try:
+        url = resource._client.base_url  # type: ignore[attr-defined]
+        host = url.host or None
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except Exception:  # an unusual client: the attributes are optional
+        return None, None
+    return host, port
+
+
+def _params(kwargs: Mapping[str, object]) -> dict[str, object]:
+    # The request body without the messages, as the API receives it.
+    params = {k: v for k, v in kwargs.items() if k not in _NOT_BODY and _given(v)}
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, Mapping):
+        params.update((str(k), v) for k, v in extra.items())
+    return params
+
+
+def _given(value: object) -> bool:
+    # The SDK's sentinels for "not given" are falsy instances of NotGiven / Omit.
+    return not isinstance(value, (openai.NotGiven, openai.Omit))
+
+
+def _append(
+    call: CallTelemetry,
+    buf: TokenBuffer,
+    content: Sequence[ChatCompletionTokenLogprob] | None,
+    time_ns: int,
+) -> None:
+    # The SDK's entries have the fields of our TokenLogprob (token, logprob, bytes,
+    # top_logprobs of token/logprob/bytes): the buffer reads them as they are, no copies.
+    # On a streamed call each add_columns is one chunk's arrival, with tokens or without.
+    start = len(buf)
+    if content:
+        buf.append_models(cast("Iterable[TokenLogprob]", content))
+    call.add_columns(buf, start, len(buf), time_ns=time_ns)
+
+
+def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture: bool) -> None:
+    now = time.time_ns()
+    choices = completion.choices
+    text: str | None = None
+    if choices:
+        first = choices[0]
+        logprobs = first.logprobs
+        if logprobs is not None and logprobs.content:
+            _append(call, TokenBuffer(), logprobs.content, now)
+        if capture:
+            text = first.message.content
+    usage = completion.usage
+    call.set_response(
+        response_id=completion.id,
+        response_model=completion.model,
+        finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
+        input_tokens=usage.prompt_tokens if usage is not None else None,
+        output_tokens=usage.completion_tokens if usage is not None else None,
+        output_text=text,
+    )
+
+
+class _StreamRecorder:
+    """Feeds one stream's chunks to its call and ends the call exactly once."""
+
+    __slots__ = ("call", "buf", "texts", "response_id", "model", "finish", "usage", "done")
+
+    def __init__(self, call: CallTelemetry, capture: bool) -> None:
+        self.call = call
+        self.buf = TokenBuffer()  # the stream's tokens, appended as they pass
+        self.texts: list[str] | None = [] if capture else None
+        self.response_id: str | None = None
+        self.model: str | None = None
+        self.finish: dict[int, str] = {}
+        self.usage: tuple[int, int] | None = None
+        self.done = False
+
+    def chunk(self, chunk: ChatCompletionChunk) -> None:
+        try:
+            now = time.time_ns()
+            call = self.call
+            if self.response_id is None:
+                # Known from the first chunk: metric observations can be recorded as they come.
+                self.response_id = chunk.id
+                self.model = chunk.model
+                call.set_response(response_id=chunk.id, response_model=chunk.model)
+            content: Sequence[ChatCompletionTokenLogprob] | None = None
+            for choice in chunk.choices:
+                if choice.finish_reason:
+                    self.finish[choice.index] = choice.finish_reason
+                if choice.index != 0:
+                    continue
+                logprobs = choice.logprobs
+                if logprobs is not None:
+                    content = logprobs.content
+                if self.texts is not None and choice.delta.content:
+                    self.texts.append(choice.delta.content)
+            _append(call, self.buf, content, now)
+            usage = chunk.usage
+            if usage is not None:
+                self.usage = (usage.prompt_tokens, usage.completion_tokens)
+        except Exception:  # telemetry never breaks the caller's loop
+            logger.debug("recording a stream chunk failed", exc_info=True)
+
+    def _response(self) -> None:
+        try:
+            usage = self.usage
+            self.call.set_response(
+                response_id=self.response_id,
+                response_model=self.model,
+                finish_reasons=[self.finish[i] for i in sorted(self.finish)] or None,
+                input_tokens=usage[0] if usage else None,
+                output_tokens=usage[1] if usage else None,
+                output_text="".join(self.texts) if self.texts is not None else None,
+            )
+        except Exception:
+            logger.debug("recording a stream's response failed", exc_info=True)
+
+    def end(self, *, completed: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._response()
+        self.call.end(completed=completed)
+
+    def fail(self, error: BaseException) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._response()
+        self.call.fail(error)
+
+
+class _TracedStream(openai.Stream[ChatCompletionChunk]):
+    """The caller's `openai.Stream`, observed: same chunks, same attributes, one span end."""
+
+    def __init__(self, stream: openai.Stream[ChatCompletionChunk], recorder: _StreamRecorder):
+        # The real stream does all the work; nothing of Stream.__init__ is needed here.
+        self.__dict__["_lps_stream"] = stream
+        self.__dict__["_lps_recorder"] = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_lps_stream"], name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self.__dict__["_lps_stream"], name, value)
+
+    def __repr__(self) -> str:
+        return f"<traced {self.__dict__['_lps_stream']!r}>"
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        try:
+            chunk: ChatCompletionChunk = next(self.__dict__["_lps_stream"])
+        except StopIteration:
+            self.__dict__["_lps_recorder"].end(completed=True)
+            raise
+        except BaseException as exc:
+            self.__dict__["_lps_recorder"].fail(exc)
+            raise
+        self.__dict__["_lps_recorder"].chunk(chunk)
+        return chunk
+
+    def __enter__(self) -> _TracedStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.__dict__["_lps_recorder"].fail(exc)
+        self.close()
+
+    def close(self) -> None:
+        """Close the real stream; the span ends now unless it already has."""
+        try:
+            self.__dict__["_lps_stream"].close()
+        finally:
+            self.__dict__["_lps_recorder"].end(completed=False)
+
+    def __del__(self) -> None:
+        recorder = self.__dict__.get("_lps_recorder")
+        if recorder is not None and not recorder.done:
+            recorder.end(completed=False)
+
+
+class _TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
+    """The caller's `openai.AsyncStream`, observed: same chunks, same attributes, one span end."""
+
+    def __init__(
+        self, stream: openai.AsyncStream[ChatCompletionChunk], recorder: _StreamRecorder
+    ) -> None:
+        self.__dict__["_lps_stream"] = stream
+        self.__dict__["_lps_recorder"] = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_lps_stream"], name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self.__dict__["_lps_stream"], name, value)
+
+    def __repr__(self) -> str:
+        return f"<traced {self.__dict__['_lps_stream']!r}>"
+
+    def __aiter__(self) -> _TracedAsyncStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        try:
+            chunk: ChatCompletionChunk = await self.__dict__["_lps_stream"].__anext__()
+        except StopAsyncIteration:
+            self.__dict__["_lps_recorder"].end(completed=True)
+            raise
+        except BaseException as exc:
+            self.__dict__["_lps_recorder"].fail(exc)
+            raise
+        self.__dict__["_lps_recorder"].chunk(chunk)
+        return chunk
+
+    async def __aenter__(self) -> _TracedAsyncStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.__dict__["_lps_recorder"].fail(exc)
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the real stream; the span ends now unless it already has."""
+        try:
+            await self.__dict__["_lps_stream"].close()
+        finally:
+            self.__dict__["_lps_recorder"].end(completed=False)
+
+    async def aclose(self) -> None:
+        """Alias of `close()`, as on `openai.AsyncStream`."""
+        await self.close()
+
+    def __del__(self) -> None:
+        recorder = self.__dict__.get("_lps_recorder")
+        if recorder is not None and not recorder.done:
+            recorder.end(completed=False)
+
+
+# -- the wrapped calls -------------------------------------------------------------------------
+
+
+def _start(
+    state: _State, resource: object, kwargs: Mapping[str, object]
+) -> tuple[CallTelemetry, bool]:
+    host, port = _server(resource)
+    telemetry = state.telemetry
+    messages = kwargs.get("messages")
+    call = telemetry.start_call(
+        model=str(kwargs.get("model", "")),
+        stream=kwargs.get("stream") is True,
+        params=_params(kwargs),
+        provider="openai",
+        server_address=host,
+        server_port=port,
+        input_messages=messages if isinstance(messages, Sequence) else None,
+    )
+    return call, telemetry.capture_content
+
+
+def _finish(call: CallTelemetry, result: object, capture: bool) -> object:
+    try:
+        if isinstance(result, openai.Stream):
+            return _TracedStream(result, _StreamRecorder(call, capture))
+        if isinstance(result, openai.AsyncStream):
+            return _TracedAsyncStream(result, _StreamRecorder(call, capture))
+        completion = result
+        if isinstance(result, LegacyAPIResponse):
+            # with_raw_response: the SDK's own parse, cached, so the caller's later parse()
+            # returns this very object.
+            completion = result.parse()
+        if isinstance(completion, ChatCompletion):
+            _record_completion(call, completion, capture)
+    except Exception:  # telemetry never breaks the call
+        logger.debug("recording a chat completion failed", exc_info=True)
+    call.end(completed=None)
+    return result
+
+
+def _traced_sync(
+    state: _State, resource: object, create: Callable[..., object], args: Any, kwargs: Any
+) -> object:
+    call, capture = _start(state, resource, kwargs)
+    token = _IN_CALL.set(True)
+    try:
+        result = create(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        _IN_CALL.reset(token)
+    return _finish(call, result, capture)
+
+
+async def _traced_async(
+    state: _State, resource: object, create: Callable[..., Any], args: Any, kwargs: Any
+) -> object:
+    call, capture = _start(state, resource, kwargs)
+    token = _IN_CALL.set(True)
+    try:
+        result = await create(*args, **kwargs)
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        _IN_CALL.reset(token)
+    return _finish(call, result, capture)
+
+
+def _passes_through(kwargs: Mapping[str, object]) -> bool:
+    if _IN_CALL.get():
+        return True
+    raw = _raw_mode(kwargs)
+    if raw is not None and (raw != "true" or kwargs.get("stream") is True):
+        return True  # with_streaming_response, or a raw stream: the caller reads the bytes
+    return _from_logprobscope(2)  # depth 2: the caller of the wrapper that called us
+
+
+def _class_wrapper(original: Callable[..., Any], state: _State, is_async: bool) -> Any:
+    if is_async:
+
+        @functools.wraps(original)
+        async def acreate(self: AsyncCompletions, *args: Any, **kwargs: Any) -> Any:
+            if _passes_through(kwargs):
+                return await original(self, *args, **kwargs)
+            return await _traced_async(state, self, functools.partial(original, self), args, kwargs)
+
+        wrapper: Any = acreate
+    else:
+
+        @functools.wraps(original)
+        def create(self: Completions, *args: Any, **kwargs: Any) -> Any:
+            if _passes_through(kwargs):
+                return original(self, *args, **kwargs)
+            return _traced_sync(state, self, functools.partial(original, self), args, kwargs)
+
+        wrapper = create
+    setattr(wrapper, _MARK, state)
+    setattr(wrapper, _ORIGINAL, original)
+    return wrapper
+
+
+def _instance_wrapper(
+    resource: Completions | AsyncCompletions, original: Callable[..., Any], state: _State
+) -> Any:
+    if isinstance(resource, AsyncCompletions):
+
+        @functools.wraps(original)
+        async def acreate(*args: Any, **kwargs: Any) -> Any:
+            if _passes_through(kwargs):
+                return await original(*args, **kwargs)
+            return await _traced_async(state, resource, original, args, kwargs)
+
+        wrapper: Any = acreate
+    else:
+
+        @functools.wraps(original)
+        def create(*args: Any, **kwargs: Any) -> Any:
+            if _passes_through(kwargs):
+                return original(*args, **kwargs)
+            return _traced_sync(state, resource, original, args, kwargs)
+
+        wrapper = create
+    setattr(wrapper, _MARK, state)
+    return wrapper
+
+
+# -- public API ----------------------------------------------------------------------------------
+
+
+def _resource(client: openai.OpenAI | openai.AsyncOpenAI) -> Completions | AsyncCompletions:
+    resource = client.chat.completions
+    if not isinstance(resource, (Completions, AsyncCompletions)):
+        raise TypeError(f"{type(client).__name__}.chat.completions is not the openai SDK's")
+    return resource
+
+
+def instrument_openai(
+    client: openai.OpenAI | openai.AsyncOpenAI | None = None,
+    *,
+    telemetry: LogprobTelemetry | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    capture_content: bool | None = None,
+    events: EventsMode = "tokens",
+    low_confidence_threshold: float = 0.5,
+) -> None:
+    """Emit logprob telemetry for every `chat.completions.create` call of `client`, or of all.
+
+    With a client (`openai.OpenAI` or `openai.AsyncOpenAI`): that client's
+    `chat.completions.create` is wrapped, on that object only. With None: the SDK's
+    `Completions.create` and `AsyncCompletions.create` are patched, for every client, existing
+    or future (like OpenTelemetry's instrumentors). Each call then emits one `chat {model}`
+    span with the logprob events and summary attributes, and records the metrics, as described
+    in the module's docstring.
+
+    Idempotent: instrumenting what is already instrumented never wraps twice; it replaces the
+    telemetry used from then on. `uninstrument_openai` undoes it.
+
+    Args:
+        client: the client to instrument, or None for all clients.
+        telemetry: the `logprobscope.otel.LogprobTelemetry` to record into (it may be shared
+            with other entry points); when None, one is made from the arguments below.
+        tracer_provider: where spans go (when `telemetry` is None); default: the global one.
+        meter_provider: where metrics go (when `telemetry` is None); default: the global one.
+        capture_content: token texts and messages in the telemetry (when `telemetry` is
+            None); default: as `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says.
+        events: "tokens" (default), "batched", "low_confidence" or "none".
+        low_confidence_threshold: probability below which a token counts as low-confidence.
+    """
+    if telemetry is None:
+        telemetry = LogprobTelemetry(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            capture_content=capture_content,
+            events=events,
+            low_confidence_threshold=low_confidence_threshold,
+        )
+    state = _State(telemetry)
+    with _LOCK:
+        if client is None:
+            for cls, is_async in ((Completions, False), (AsyncCompletions, True)):
+                current = cls.__dict__[_CREATE]
+                existing = getattr(current, _MARK, None)
+                if isinstance(existing, _State):
+                    existing.telemetry = state.telemetry
+                else:
+                    setattr(cls, _CREATE, _class_wrapper(current, state, is_async))
+            return
+        resource = _resource(client)
+        existing = getattr(resource.__dict__.get("create"), _MARK, None)
+        if isinstance(existing, _State):
+            existing.telemetry = state.telemetry
+            return
+        original = resource.create
+        resource.create = _instance_wrapper(resource, original, state)  # type: ignore[method-assign]
+
+
+def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None) -> None:
+    """Undo `instrument_openai` for `client`, or for all clients when None.
+
+    Calls started before keep their telemetry (a stream already returned still ends its span);
+    calls from now on are the SDK's own, untouched. Uninstrumenting what is not instrumented
+    does nothing. With None only the class-level patch is removed: clients instrumented one by
+    one stay instrumented until uninstrumented with their own call.
+    """
+    with _LOCK:
+        if client is None:
+            for cls in (Completions, AsyncCompletions):
+                current = cls.__dict__[_CREATE]
+                if isinstance(getattr(current, _MARK, None), _State):
+                    setattr(cls, _CREATE, getattr(current, _ORIGINAL))
+            return
+        resource = _resource(client)
+        if isinstance(getattr(resource.__dict__.get("create"), _MARK, None), _State):
+            del resource.__dict__["create"]

@@ -1,0 +1,421 @@
+"""Logprob telemetry for LangChain chat models: attach one callback handler.
+
+```python
+from langchain_openai import ChatOpenAI
+from logprobscope.langchain import LogprobsCallbackHandler
+
+handler = LogprobsCallbackHandler()          # global tracer/meter providers by default
+model = ChatOpenAI(model="gpt-4o", logprobs=True, top_logprobs=3, callbacks=[handler])
+model.invoke("how are you today?")          # or stream, ainvoke, astream, batch, in chains
+```
+
+Each chat model run (`invoke`, `stream`, `ainvoke`, `astream`, each input of `batch`/`abatch`,
+each call from inside a chain or agent) emits what `logprobscope.ChatOpenAI` with the
+OpenTelemetry handler emits for the same completion (the logprobscope telemetry contract): one
+`chat {model}` CLIENT span, child of the OpenTelemetry span current when LangChain starts the run
+(`on_chat_model_start`), with the GenAI request/response attributes and the logprob summary
+attributes set when the run ends; one span event per token (or the mode chosen); and the
+`logprobs.*` and `gen_ai.client.*` metrics.
+
+Where the tokens come from:
+
+- streamed runs (`stream`, `astream`, or a model with `streaming=True`): the logprobs of every
+  chunk LangChain hands `on_llm_new_token` (`chunk.generation_info["logprobs"]["content"]`), as
+  they arrive, so span events carry each chunk's arrival time. Chunks are never merged here.
+- non-streamed runs: the logprobs of the final generation handed to `on_llm_end`.
+
+Response id, model, finish reasons and token usage come from the `LLMResult` (`llm_output`,
+the generation's `generation_info`, the message's `response_metadata` and `usage_metadata`).
+langchain-openai does not keep the response id of a streamed call, so such spans have no
+`gen_ai.response.id`; usage on streams needs `stream_usage=True` on the model.
+
+A stream left early (`break`, closed) ends its span with `logprobs.stream.completed = false`;
+any other `on_llm_error` ends it with status ERROR and `error.type` (the class the caller sees:
+langchain-openai re-raises the SDK's errors as its own subclasses, e.g. `OpenAIAPIError`).
+
+LangChain does not say in `on_chat_model_start` whether a run will stream (its invocation
+parameters say `stream: False` for `stream()` too). The span, started right then so that its
+start and duration are the run's, takes `gen_ai.request.stream` from the model's `streaming`
+flag or from whether the run comes from `BaseChatModel.stream`/`astream`. A run that streams
+without either (`invoke` under `astream_events`, for instance) still gets every token with its
+arrival time, but is labelled not streamed.
+
+One handler serves any number of concurrent runs (threads, tasks), keyed by LangChain's run id.
+Its hooks never raise into LangChain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any, Final
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from opentelemetry import context as otel_context
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+try:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.messages import BaseMessage
+    from langchain_core.outputs import ChatGeneration, LLMResult
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "logprobscope.langchain needs langchain-core; install the extra: "
+        "pip install 'logprobscope[langchain]'"
+    ) from exc
+
+from ._logprobs import TokenBuffer
+from .otel import CallTelemetry, EventsMode, LogprobTelemetry
+
+__all__ = ["LogprobsCallbackHandler"]
+
+logger = logging.getLogger("logprobscope")
+
+# Invocation parameters LangChain adds that are not part of the request body.
+_NOT_BODY: Final = frozenset({"_type", "model_name", "stream", "stop"})
+_ROLES: Final = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+_DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
+_CHAT_MODELS_MODULE: Final = "langchain_core.language_models.chat_models"
+_STACK_DEPTH: Final = 32
+
+
+def _logprob_content(info: Mapping[str, Any] | None) -> Sequence[Mapping[str, object]] | None:
+    if not info:
+        return None
+    logprobs = info.get("logprobs")
+    if isinstance(logprobs, Mapping):
+        content = logprobs.get("content")
+        if isinstance(content, Sequence) and content:
+            return content
+    return None
+
+
+def _server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+    # langchain-openai serializes its base URL as kwargs.openai_api_base when one is set.
+    kwargs = serialized.get("kwargs") if isinstance(serialized, Mapping) else None
+    base = kwargs.get("openai_api_base") if isinstance(kwargs, Mapping) else None
+    if not isinstance(base, str) or not base:
+        ids = serialized.get("id") if isinstance(serialized, Mapping) else None
+        if not (isinstance(ids, list) and ids and ids[-1] == "ChatOpenAI"):
+            return None, None
+        base = os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL
+    try:
+        url = urlsplit(base)
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return None, None
+    return url.hostname, port
+
+
+def _model_name(invocation: Mapping[str, Any], metadata: Mapping[str, Any] | None) -> str:
+    for value in (
+        invocation.get("model"),
+        invocation.get("model_name"),
+        (metadata or {}).get("ls_model_name"),
+    ):
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _streaming_call() -> bool:
+    # Whether the nearest LangChain chat model entry point on the stack is stream()/astream()
+    # (through awaits too: a running coroutine's frame links to the one awaiting it).
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_STACK_DEPTH):
+        if frame is None:
+            break
+        if frame.f_globals.get("__name__") == _CHAT_MODELS_MODULE:
+            name = frame.f_code.co_name
+            if name in ("stream", "astream"):
+                return True
+            if name in ("generate", "agenerate"):
+                return False
+        frame = frame.f_back
+    return False
+
+
+def _openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for message in messages:
+        role = _ROLES.get(message.type) or str(getattr(message, "role", message.type))
+        out.append({"role": role, "content": message.content})
+    return out
+
+
+class _Run:
+    """One chat model run: its telemetry and what its chunks said so far."""
+
+    __slots__ = ("call", "stream", "tokens", "streamed", "response_model", "finish", "texts")
+
+    def __init__(self, call: CallTelemetry, stream: bool, capture: bool) -> None:
+        self.call = call
+        self.stream = stream
+        self.tokens = TokenBuffer()  # this run's tokens, appended as they come
+        self.streamed = False  # tokens came through on_llm_new_token
+        self.response_model: str | None = None
+        self.finish: str | None = None
+        self.texts: list[str] | None = [] if capture else None
+
+    def add(self, content: object, time_ns: int) -> None:
+        # On a streamed call every add is one chunk's arrival, with tokens or without.
+        tokens = self.tokens
+        start = len(tokens)
+        if content:
+            tokens.append_json(content)
+        self.call.add_columns(tokens, start, len(tokens), time_ns=time_ns)
+
+
+class LogprobsCallbackHandler(BaseCallbackHandler):
+    """A LangChain callback handler that turns chat model runs into logprob telemetry.
+
+    Attach it to a chat model (`ChatOpenAI(..., callbacks=[handler])`), to one call
+    (`config={"callbacks": [handler]}`), or to a chain; every chat model run it sees emits one
+    `chat {model}` span with logprob events and summary attributes, and the logprob and GenAI
+    metrics, exactly as `logprobscope.ChatOpenAI` with `OpenTelemetryCallbackHandler` does
+    (see the module's docstring for what, when, and from where).
+
+    Args:
+        telemetry: the `logprobscope.otel.LogprobTelemetry` to record into (it may be shared
+            with other entry points); when None, one is made from the other arguments.
+        tracer_provider, meter_provider: OpenTelemetry providers; the global ones when None.
+        capture_content: token texts and messages in the telemetry (default: as
+            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says, else off).
+        events: "tokens" (default), "batched", "low_confidence" or "none".
+        low_confidence_threshold: probability below which a token counts as low-confidence.
+
+    LangChain calls the hooks of sync runs in the caller's thread, and, since `run_inline` is
+    set, those of async runs in the caller's task: the parent span is the caller's.
+    """
+
+    run_inline = True  # async runs: call the hooks in the caller's task, not in an executor
+    raise_error = False
+
+    def __init__(
+        self,
+        telemetry: LogprobTelemetry | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        capture_content: bool | None = None,
+        events: EventsMode = "tokens",
+        low_confidence_threshold: float = 0.5,
+    ) -> None:
+        if telemetry is None:
+            telemetry = LogprobTelemetry(
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                capture_content=capture_content,
+                events=events,
+                low_confidence_threshold=low_confidence_threshold,
+            )
+        self.telemetry = telemetry
+        # Keyed by run id: get/set/pop of distinct keys are atomic, no lock is needed.
+        self._runs: dict[UUID, _Run] = {}
+
+    @property
+    def active_runs(self) -> int:
+        """Runs started and not ended yet (zero once every run has ended)."""
+        return len(self._runs)
+
+    # Chains, agents, retrievers and custom events are not recorded: LangChain skips us there.
+    @property
+    def ignore_chain(self) -> bool:
+        """Chain events are not recorded."""
+        return True
+
+    @property
+    def ignore_agent(self) -> bool:
+        """Agent events are not recorded."""
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
+        """Retriever events are not recorded."""
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        """Custom events are not recorded."""
+        return True
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Start the run's span, child of the current OpenTelemetry span, with the request."""
+        try:
+            invocation = kwargs.get("invocation_params") or {}
+            stream = invocation.get("stream") is True or _streaming_call()
+            params = {k: v for k, v in invocation.items() if k not in _NOT_BODY and v is not None}
+            params["stream"] = stream
+            telemetry = self.telemetry
+            capture = telemetry.capture_content
+            host, port = _server(serialized)
+            call = telemetry.start_call(
+                model=_model_name(invocation, metadata),
+                stream=stream,
+                params=params,
+                server_address=host,
+                server_port=port,
+                input_messages=_openai_messages(messages[0]) if capture and messages else None,
+                context=otel_context.get_current(),
+            )
+            self._runs[run_id] = _Run(call, stream, capture)
+        except Exception:
+            logger.warning("LangChain handler: on_chat_model_start failed", exc_info=True)
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Record a streamed chunk: its arrival, its tokens' logprobs, its finish reason."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        try:
+            now = time.time_ns()
+            message = getattr(chunk, "message", None)
+            info = getattr(chunk, "generation_info", None)
+            if (
+                not info
+                and message is not None
+                and getattr(message, "chunk_position", None) == "last"
+                and not token
+                and getattr(message, "usage_metadata", None) is None
+            ):
+                return  # LangChain's own closing chunk, not one from the server
+            run.streamed = True
+            if not info and message is not None:
+                info = message.response_metadata
+            info = info or {}
+            logprobs = info.get("logprobs")
+            run.add(logprobs.get("content") if logprobs else None, now)
+            finish = info.get("finish_reason")
+            if finish:
+                run.finish = finish
+                run.response_model = info.get("model_name") or run.response_model
+            if run.texts is not None and isinstance(token, str) and token:
+                run.texts.append(token)
+        except Exception:
+            logger.debug("LangChain handler: on_llm_new_token failed", exc_info=True)
+
+    def on_llm_end(
+        self,
+        response: LLMResult,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """End the run's span: the tokens of a non-streamed run, the response, the summary."""
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        try:
+            self._respond(run, response, add_tokens=not run.streamed)
+        except Exception:
+            logger.warning("LangChain handler: on_llm_end failed", exc_info=True)
+        finally:
+            run.call.end(completed=True if run.stream else None)
+
+    def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """End the run's span: a stream left early (`GeneratorExit`), or failed with `error`."""
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        try:
+            response = kwargs.get("response")
+            self._respond(run, response if isinstance(response, LLMResult) else None)
+        except Exception:
+            logger.debug("LangChain handler: on_llm_error failed", exc_info=True)
+        finally:
+            if isinstance(error, GeneratorExit):
+                # The caller stopped reading (break, close, garbage collection): not an error.
+                run.call.end(completed=False if run.stream else None)
+            else:
+                run.call.fail(error)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _respond(self, run: _Run, response: LLMResult | None, *, add_tokens: bool = False) -> None:
+        llm_output: Mapping[str, Any] = {}
+        generations: Sequence[Any] = ()
+        if response is not None:
+            llm_output = response.llm_output or {}
+            if response.generations:
+                generations = response.generations[0]
+        first = generations[0] if generations else None
+        info: Mapping[str, Any] = (first.generation_info or {}) if first is not None else {}
+        metadata: Mapping[str, Any] = {}
+        usage: Mapping[str, Any] | None = None
+        if isinstance(first, ChatGeneration):
+            metadata = first.message.response_metadata or {}
+            usage = getattr(first.message, "usage_metadata", None)
+        if add_tokens:
+            content = _logprob_content(info) or _logprob_content(metadata)
+            if content:
+                run.add(content, time.time_ns())
+        finish = [
+            reason
+            for reason in ((g.generation_info or {}).get("finish_reason") for g in generations)
+            if isinstance(reason, str) and reason
+        ]
+        if not finish:
+            reason = metadata.get("finish_reason") or run.finish
+            finish = [reason] if isinstance(reason, str) and reason else []
+        input_tokens = output_tokens = None
+        if usage:
+            input_tokens = usage.get("input_tokens")
+            output_tokens = usage.get("output_tokens")
+        else:
+            token_usage = llm_output.get("token_usage") or metadata.get("token_usage")
+            if isinstance(token_usage, Mapping):
+                input_tokens = token_usage.get("prompt_tokens")
+                output_tokens = token_usage.get("completion_tokens")
+        text: str | None = None
+        if run.texts is not None:
+            if run.streamed:
+                text = "".join(run.texts)
+            elif first is not None:
+                text = first.text
+        model = llm_output.get("model_name") or metadata.get("model_name") or run.response_model
+        response_id = llm_output.get("id") or metadata.get("id")
+        run.call.set_response(
+            response_id=response_id if isinstance(response_id, str) else None,
+            response_model=model if isinstance(model, str) else None,
+            finish_reasons=finish or None,
+            input_tokens=input_tokens if isinstance(input_tokens, int) else None,
+            output_tokens=output_tokens if isinstance(output_tokens, int) else None,
+            output_text=text,
+        )
