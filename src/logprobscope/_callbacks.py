@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -158,9 +159,14 @@ class RunCallbacks:
     def __bool__(self) -> bool:
         return bool(self.sync or self.asynchronous)
 
-    def _failed(self, handler: Handler, hook: str, error: Exception) -> None:
+    def _failed(self, handler: Handler, hook: str, error: Exception) -> Exception | None:
+        """Log and skip a handler's failure; a `raise_error` handler's is returned instead.
+
+        The caller raises the first returned error only after every handler got the hook,
+        so one strict handler never keeps the others from their start or their one end.
+        """
         if handler.raise_error:
-            raise error
+            return error
         key = (id(handler), hook)
         if key not in self._logged:  # a failing per-token hook must not flood the log
             self._logged.add(key)
@@ -171,39 +177,61 @@ class RunCallbacks:
                 self.run.run_id,
                 exc_info=error,
             )
+        return None
 
     # -- synchronous handlers, shared by both shells ----------------------------------
+    # Each runs every synchronous handler, then raises the first `raise_error` failure.
 
     def _start_inline(self, messages: Sequence[BaseMessage]) -> None:
+        first: Exception | None = None
         for h in self.sync:
             try:
                 h.on_chat_model_start(messages, run=self.run)
             except Exception as exc:
-                self._failed(h, "on_chat_model_start", exc)
+                failure = self._failed(h, "on_chat_model_start", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def token_inline(self, chunk: AIMessageChunk) -> None:
         """Per-chunk hook of the synchronous handlers (the hot path)."""
         run = self.run
         text = chunk.content
+        first: Exception | None = None
         for h in self.sync:
             try:
                 h.on_llm_new_token(text, chunk=chunk, run=run)
             except Exception as exc:
-                self._failed(h, "on_llm_new_token", exc)
+                failure = self._failed(h, "on_llm_new_token", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def _end_inline(self, message: AIMessage) -> None:
+        first: Exception | None = None
         for h in self.sync:
             try:
                 h.on_llm_end(message, run=self.run)
             except Exception as exc:
-                self._failed(h, "on_llm_end", exc)
+                failure = self._failed(h, "on_llm_end", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def _error_inline(self, error: BaseException) -> None:
+        first: Exception | None = None
         for h in self.sync:
             try:
                 h.on_llm_error(error, run=self.run)
             except Exception as exc:
-                self._failed(h, "on_llm_error", exc)
+                failure = self._failed(h, "on_llm_error", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def _mark_ended(self) -> bool:
         if self.ended:
@@ -215,87 +243,138 @@ class RunCallbacks:
 
     def start_sync(self, messages: Sequence[BaseMessage]) -> None:
         """`on_chat_model_start` on every handler."""
-        self._start_inline(messages)
+        first = _attempt(self._start_inline, messages)
         for h in self.asynchronous:
             try:
                 _drive(h.on_chat_model_start(messages, run=self.run))
             except Exception as exc:
-                self._failed(h, "on_chat_model_start", exc)
+                failure = self._failed(h, "on_chat_model_start", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def token_sync(self, chunk: AIMessageChunk) -> None:
         """`on_llm_new_token` on every handler."""
-        self.token_inline(chunk)
+        first = _attempt(self.token_inline, chunk)
         for h in self.asynchronous:
             try:
                 _drive(h.on_llm_new_token(chunk.content, chunk=chunk, run=self.run))
             except Exception as exc:
-                self._failed(h, "on_llm_new_token", exc)
+                failure = self._failed(h, "on_llm_new_token", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def end_sync(self, message: AIMessage) -> None:
         """`on_llm_end` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        self._end_inline(message)
+        first = _attempt(self._end_inline, message)
         for h in self.asynchronous:
             try:
                 _drive(h.on_llm_end(message, run=self.run))
             except Exception as exc:
-                self._failed(h, "on_llm_end", exc)
+                failure = self._failed(h, "on_llm_end", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def error_sync(self, error: BaseException) -> None:
         """`on_llm_error` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        self._error_inline(error)
+        first = _attempt(self._error_inline, error)
         for h in self.asynchronous:
             try:
                 _drive(h.on_llm_error(error, run=self.run))
             except Exception as exc:
-                self._failed(h, "on_llm_error", exc)
+                failure = self._failed(h, "on_llm_error", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     # -- asynchronous shell -------------------------------------------------------------
 
     async def astart(self, messages: Sequence[BaseMessage], *, inline_done: bool = False) -> None:
         """`on_chat_model_start` on every handler (sync ones may have run already)."""
-        if not inline_done:
-            self._start_inline(messages)
+        first = None if inline_done else _attempt(self._start_inline, messages)
         for h in self.asynchronous:
             try:
                 await h.on_chat_model_start(messages, run=self.run)
             except Exception as exc:
-                self._failed(h, "on_chat_model_start", exc)
+                failure = self._failed(h, "on_chat_model_start", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     def start_inline(self, messages: Sequence[BaseMessage]) -> None:
         """Only the synchronous handlers' start (where nothing can be awaited yet)."""
         self._start_inline(messages)
 
+    def error_inline(self, error: BaseException) -> None:
+        """Only the synchronous handlers' error, unless the run already ended.
+
+        For a run that failed before any asynchronous handler saw its start.
+        """
+        if self._mark_ended():
+            self._error_inline(error)
+
     async def atoken(self, chunk: AIMessageChunk) -> None:
         """`on_llm_new_token` on every handler."""
-        self.token_inline(chunk)
+        first = _attempt(self.token_inline, chunk)
         for h in self.asynchronous:
             try:
                 await h.on_llm_new_token(chunk.content, chunk=chunk, run=self.run)
             except Exception as exc:
-                self._failed(h, "on_llm_new_token", exc)
+                failure = self._failed(h, "on_llm_new_token", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     async def aend(self, message: AIMessage) -> None:
         """`on_llm_end` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        self._end_inline(message)
+        first = _attempt(self._end_inline, message)
         for h in self.asynchronous:
             try:
                 await h.on_llm_end(message, run=self.run)
             except Exception as exc:
-                self._failed(h, "on_llm_end", exc)
+                failure = self._failed(h, "on_llm_end", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
 
     async def aerror(self, error: BaseException) -> None:
         """`on_llm_error` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        self._error_inline(error)
+        first = _attempt(self._error_inline, error)
         for h in self.asynchronous:
             try:
                 await h.on_llm_error(error, run=self.run)
             except Exception as exc:
-                self._failed(h, "on_llm_error", exc)
+                failure = self._failed(h, "on_llm_error", exc)
+                if first is None:
+                    first = failure
+        if first is not None:
+            raise first
+
+
+_A = TypeVar("_A")
+
+
+def _attempt(hook: Callable[[_A], None], arg: _A) -> Exception | None:
+    """Run the synchronous handlers' hook; return (not raise) a `raise_error` failure."""
+    try:
+        hook(arg)
+    except Exception as exc:
+        return exc
+    return None

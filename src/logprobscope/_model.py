@@ -243,9 +243,9 @@ class ChatOpenAI:
             metadata=metadata,
         )
         run = prepared.callbacks
-        if run:
-            run.start_sync(prepared.messages)
         try:
+            if run:
+                run.start_sync(prepared.messages)  # a raise_error handler ends the run here
             raw = client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
             message = _decode_completion(raw)
         except BaseException as exc:
@@ -277,9 +277,9 @@ class ChatOpenAI:
             metadata=metadata,
         )
         run = prepared.callbacks
-        if run:
-            await run.astart(prepared.messages)
         try:
+            if run:
+                await run.astart(prepared.messages)  # a raise_error handler ends the run here
             raw = await client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
             message = _decode_completion(raw)
         except BaseException as exc:

@@ -106,7 +106,11 @@ class ChatStream(_StreamCore):
         self._open = open_stream
         self._bytes: Iterator[bytes] | None = None
         if callbacks:
-            callbacks.start_sync(messages)
+            try:
+                callbacks.start_sync(messages)
+            except BaseException as exc:  # a raise_error handler: the run ends with its error
+                self._fail(exc)
+                raise
 
     def __iter__(self) -> ChatStream:
         return self
@@ -234,7 +238,12 @@ class AsyncChatStream(_StreamCore):
         self._bytes: AsyncIterator[bytes] | None = None
         self._started = False
         if callbacks:
-            callbacks.start_inline(messages)
+            try:
+                callbacks.start_inline(messages)
+            except BaseException as exc:  # a raise_error handler: the run ends with its error
+                self._finished = True
+                callbacks.error_inline(exc)  # no asynchronous handler has seen the start
+                raise
 
     def __aiter__(self) -> AsyncChatStream:
         return self
