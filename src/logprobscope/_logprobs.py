@@ -17,13 +17,19 @@ from typing import SupportsIndex, overload
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from ._construct import construct
+
 __all__ = ["ChoiceLogprobs", "TokenBuffer", "TokenLogprob", "TokenLogprobList", "TopLogprob"]
+
+# Servers send -inf and NaN logprobs (vLLM); JSON dumps keep them as the -Infinity / NaN
+# tokens the servers used (pydantic's default, null, loses them and fails to load back).
+_CONFIG = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
 
 class TopLogprob(BaseModel):
     """One of the most likely tokens at a position, as OpenAI returns it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _CONFIG
 
     token: str
     logprob: float
@@ -36,7 +42,7 @@ class TokenLogprob(BaseModel):
     `model_dump()` gives exactly OpenAI's JSON shape for one entry of `logprobs.content`.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _CONFIG
 
     token: str
     logprob: float
@@ -362,7 +368,7 @@ def concat_optional(
 class ChoiceLogprobs(BaseModel):
     """The `logprobs` of one choice: content tokens and refusal tokens."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = _CONFIG
 
     content: TokenLogprobList | None = None
     refusal: TokenLogprobList | None = None
@@ -370,7 +376,13 @@ class ChoiceLogprobs(BaseModel):
     def __add__(self, other: ChoiceLogprobs) -> ChoiceLogprobs:
         if not isinstance(other, ChoiceLogprobs):
             return NotImplemented
-        return ChoiceLogprobs.model_construct(
-            content=concat_optional(self.content, other.content),
-            refusal=concat_optional(self.refusal, other.refusal),
+        mine = self.__dict__
+        theirs = other.__dict__
+        # `construct`, not `model_construct`: this runs once per `agg + chunk` (hot path).
+        return construct(
+            ChoiceLogprobs,
+            {
+                "content": concat_optional(mine["content"], theirs["content"]),
+                "refusal": concat_optional(mine["refusal"], theirs["refusal"]),
+            },
         )

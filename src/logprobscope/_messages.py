@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._construct import construct
 from ._logprobs import ChoiceLogprobs
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
     "coerce_messages",
 ]
 
-_FROZEN = ConfigDict(frozen=True)
+_FROZEN = ConfigDict(frozen=True, ser_json_inf_nan="constants")  # see _logprobs._CONFIG
 
 ContentPart = dict[str, object]
 
@@ -58,20 +59,27 @@ class ResponseMetadata(BaseModel):
         """Concatenate the logprobs; keep the latest non-empty value of every other field."""
         if not isinstance(other, ResponseMetadata):
             return NotImplemented
-        left, right = self.logprobs, other.logprobs
+        mine = self.__dict__
+        theirs = other.__dict__
+        left = mine["logprobs"]
+        right = theirs["logprobs"]
         if left is None:
             logprobs = right
         elif right is None:
             logprobs = left
         else:
             logprobs = left + right
-        return ResponseMetadata.model_construct(
-            logprobs=logprobs,
-            finish_reason=other.finish_reason or self.finish_reason,
-            model_name=other.model_name or self.model_name,
-            id=other.id or self.id,
-            system_fingerprint=other.system_fingerprint or self.system_fingerprint,
-            incomplete=other.incomplete,
+        # `construct`, not `model_construct`: this runs once per `agg + chunk` (hot path).
+        return construct(
+            ResponseMetadata,
+            {
+                "logprobs": logprobs,
+                "finish_reason": theirs["finish_reason"] or mine["finish_reason"],
+                "model_name": theirs["model_name"] or mine["model_name"],
+                "id": theirs["id"] or mine["id"],
+                "system_fingerprint": theirs["system_fingerprint"] or mine["system_fingerprint"],
+                "incomplete": theirs["incomplete"],
+            },
         )
 
 
