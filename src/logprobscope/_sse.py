@@ -27,6 +27,8 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Payloads of the events that `chunk` completes, in order."""
+        if not chunk:
+            return []  # an empty read must not forget a CR that may be half of a CRLF
         if self._cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the LF of a CRLF split across two reads
         self._cr = False
