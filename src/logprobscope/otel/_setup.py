@@ -49,6 +49,8 @@ class TelemetryHandle:
         meter_provider: the meter provider (likewise).
         prometheus_port: the port the Prometheus endpoint listens on, or None.
         is_global: whether these providers are the global OpenTelemetry ones.
+        span_exporters: every span exporter attached (each behind a BatchSpanProcessor).
+        metric_readers: every metric reader attached.
     """
 
     def __init__(
@@ -58,9 +60,13 @@ class TelemetryHandle:
         meter_provider: metrics.MeterProvider,
         prometheus_server: _PrometheusServer | None = None,
         is_global: bool = False,
+        span_exporters: Sequence[SpanExporter] = (),
+        metric_readers: Sequence[MetricReader] = (),
     ) -> None:
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
+        self.span_exporters: tuple[SpanExporter, ...] = tuple(span_exporters)
+        self.metric_readers: tuple[MetricReader, ...] = tuple(metric_readers)
         self._prometheus = prometheus_server
         self.prometheus_port: int | None = (
             prometheus_server.port if prometheus_server is not None else None
@@ -303,21 +309,22 @@ def configure_telemetry(
         or not something_else
     )
 
-    processors: list[BatchSpanProcessor] = []
-    readers: list[MetricReader] = list(metric_readers)
+    exporters: list[SpanExporter] = []
+    readers: list[MetricReader] = []
     prometheus: _PrometheusServer | None = None
     if otlp_traces:
         protocol = _protocol("TRACES", otlp_protocol)
         endpoint = _endpoints(otlp_endpoint, protocol)[0] if otlp_endpoint else None
-        processors.append(BatchSpanProcessor(_otlp_span_exporter(protocol, endpoint)))
+        exporters.append(_otlp_span_exporter(protocol, endpoint))
     if otlp_metrics:
         protocol = _protocol("METRICS", otlp_protocol)
         endpoint = _endpoints(otlp_endpoint, protocol)[1] if otlp_endpoint else None
         readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter(protocol, endpoint)))
     if console:
-        processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+        exporters.append(ConsoleSpanExporter())
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-    processors.extend(BatchSpanProcessor(exporter) for exporter in span_exporters)
+    exporters.extend(span_exporters)
+    readers.extend(metric_readers)
     if prometheus_port is None and "prometheus" in metrics_exporters:
         prometheus_port = int(os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464"))
         prometheus_host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", prometheus_host)
@@ -326,8 +333,8 @@ def configure_telemetry(
         readers.append(prometheus.reader)
 
     tracer_provider = SDKTracerProvider(resource=resource)
-    for processor in processors:
-        tracer_provider.add_span_processor(processor)
+    for exporter in exporters:
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     meter_provider = SDKMeterProvider(resource=resource, metric_readers=readers)
 
     is_global = False
@@ -338,6 +345,8 @@ def configure_telemetry(
         meter_provider=meter_provider,
         prometheus_server=prometheus,
         is_global=is_global,
+        span_exporters=exporters,
+        metric_readers=readers,
     )
     if set_global:
         with _global_lock:

@@ -1,0 +1,166 @@
+"""Content capture: off by default (no text of the prompt or the answer anywhere in the
+export), on through the handler's flag or the standard environment variable."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from logprobscope import HumanMessage, SystemMessage
+from logprobscope.testing import Completion, make_completion
+
+from ..conftest import ModelFactory, ServerFactory
+from .conftest import Telemetry, all_strings, reassemble
+
+ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+WORDS = ["Zebra", " quokka", " ferret", "ñandú", " wombat", "!"]
+PROMPT = "Secret prompt about axolotls"
+SYSTEM = "Confidential system instructions"
+
+
+def _completion() -> Completion:
+    return make_completion(WORDS, k=3, seed=5)
+
+
+def _texts(completion: Completion) -> set[str]:
+    entries: list[dict[str, Any]] = completion["choices"][0]["logprobs"]["content"]  # type: ignore[index]
+    texts = {e["token"] for e in entries}
+    texts |= {a["token"] for e in entries for a in e["top_logprobs"]}
+    return texts | {"".join(WORDS), PROMPT, SYSTEM}
+
+
+def _run(
+    telemetry: Telemetry,
+    make_server: ServerFactory,
+    make_model: ModelFactory,
+    **options: Any,
+) -> None:
+    server = make_server([_completion()])
+    model = make_model(server, logprobs=True, top_logprobs=3)
+    handler = telemetry.handler(**options)
+    messages = [SystemMessage(content=SYSTEM), HumanMessage(content=PROMPT)]
+    list(model.stream(messages, callbacks=[handler]))
+    model.invoke(messages, callbacks=[handler])
+    model_batched = telemetry.handler(events="batched", **options)
+    list(model.stream(messages, callbacks=[model_batched]))
+
+
+def _export_strings(telemetry: Telemetry) -> list[str]:
+    strings: list[str] = []
+    for span in telemetry.spans():
+        strings.extend(all_strings(span))
+    for metric in telemetry.metrics().values():
+        strings.append(metric.name)
+        for point in metric.data.data_points:
+            for key, value in (point.attributes or {}).items():
+                strings.extend([key, str(value)])
+    return strings
+
+
+def test_off_by_default_nothing_anywhere(
+    telemetry: Telemetry,
+    make_server: ServerFactory,
+    make_model: ModelFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    _run(telemetry, make_server, make_model)
+    assert len(telemetry.spans()) == 3
+    strings = _export_strings(telemetry)
+    leaked = {s for s in strings if s in _texts(_completion())}
+    assert not leaked
+    for word in ("Zebra", "quokka", "ferret", "ñandú", "wombat", "axolotl", "Confidential"):
+        assert not [s for s in strings if word in s], word
+    for span in telemetry.spans():
+        attrs = span.attributes or {}
+        assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
+        for event in span.events:
+            keys = set(event.attributes or {})
+            assert not keys & {
+                "logprobs.token.text",
+                "logprobs.token.bytes",
+                "logprobs.token.top_tokens",
+                "logprobs.tokens.texts",
+                "logprobs.tokens.top_tokens",
+            }
+
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "span_only"])
+def test_on_through_the_environment(
+    telemetry: Telemetry,
+    make_server: ServerFactory,
+    make_model: ModelFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+) -> None:
+    monkeypatch.setenv(ENV, value)
+    _run(telemetry, make_server, make_model)
+    assert "ñandú" in _export_strings(telemetry)
+
+
+@pytest.mark.parametrize("value", ["false", "", "no_content", "1"])
+def test_env_values_that_keep_it_off(
+    telemetry: Telemetry,
+    make_server: ServerFactory,
+    make_model: ModelFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+) -> None:
+    monkeypatch.setenv(ENV, value)
+    _run(telemetry, make_server, make_model)
+    assert "ñandú" not in _export_strings(telemetry)
+
+
+def test_the_flag_wins_over_the_environment(
+    telemetry: Telemetry,
+    make_server: ServerFactory,
+    make_model: ModelFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV, "true")
+    _run(telemetry, make_server, make_model, capture_content=False)
+    assert "ñandú" not in _export_strings(telemetry)
+
+
+def test_on_with_the_flag(
+    telemetry: Telemetry,
+    make_server: ServerFactory,
+    make_model: ModelFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    _run(telemetry, make_server, make_model, capture_content=True)
+    completion = _completion()
+    entries: list[dict[str, Any]] = completion["choices"][0]["logprobs"]["content"]  # type: ignore[index]
+    stream_span, invoke_span, batched_span = telemetry.spans()
+    for span in (stream_span, invoke_span, batched_span):
+        tokens = reassemble(span.events)
+        assert [t.text for t in tokens] == WORDS
+        assert [t.top_tokens for t in tokens] == [
+            tuple(a["token"] for a in e["top_logprobs"]) for e in entries
+        ]
+        attrs = span.attributes or {}
+        inputs = json.loads(str(attrs["gen_ai.input.messages"]))
+        assert inputs == [
+            {"role": "system", "parts": [{"type": "text", "content": SYSTEM}]},
+            {"role": "user", "parts": [{"type": "text", "content": PROMPT}]},
+        ]
+        outputs = json.loads(str(attrs["gen_ai.output.messages"]))
+        assert outputs == [
+            {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": "".join(WORDS)}],
+                "finish_reason": "stop",
+            }
+        ]
+    for event in stream_span.events:
+        attrs = event.attributes or {}
+        text = str(attrs["logprobs.token.text"])
+        assert list(attrs["logprobs.token.bytes"]) == list(text.encode("utf-8"))  # type: ignore[arg-type]
+    # metrics never carry content, capture or not
+    for metric in telemetry.metrics().values():
+        for point in metric.data.data_points:
+            values = {str(v) for v in (point.attributes or {}).values()}
+            assert not values & _texts(completion)

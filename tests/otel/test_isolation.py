@@ -1,0 +1,160 @@
+"""Telemetry never breaks the call: failing exporters, tracers, instruments or our own code
+are logged, and the user's call returns (or raises) exactly as without telemetry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
+
+from logprobscope.otel import CallTelemetry, LogprobTelemetry, OpenTelemetryCallbackHandler, _core
+from logprobscope.testing import ReplayServer
+
+from ..conftest import ModelFactory
+from .conftest import Telemetry
+
+SEED_TEXT = "Thank you for asking! I'm here and ready to help. How can I assist you today?"
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _raise(*args: object, **kwargs: object) -> Any:
+    raise Boom("telemetry bug")
+
+
+def _use(model: Any, handler: OpenTelemetryCallbackHandler) -> None:
+    text = "".join(c.content for c in model.stream("hi", callbacks=[handler]))
+    assert text == SEED_TEXT
+    assert model.invoke("hi", callbacks=[handler]).content.startswith("Thank you")
+
+
+def test_failing_exporter(
+    make_model: ModelFactory, server: ReplayServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            raise Boom("exporter down")
+
+        def shutdown(self) -> None:
+            pass
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Failing()))
+    handler = OpenTelemetryCallbackHandler(tracer_provider=provider)
+    with caplog.at_level(logging.ERROR):
+        _use(make_model(server, logprobs=True), handler)
+    assert handler.active_calls == 0
+    provider.shutdown()
+
+
+@pytest.mark.parametrize("method", ["_add", "_chunk", "_end_span", "_record_metrics"])
+def test_failing_core(
+    telemetry: Telemetry,
+    make_model: ModelFactory,
+    server: ReplayServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+) -> None:
+    monkeypatch.setattr(CallTelemetry, method, _raise)
+    handler = telemetry.handler()
+    with caplog.at_level(logging.DEBUG, logger="logprobscope"):
+        _use(make_model(server, logprobs=True), handler)
+    assert len(telemetry.spans()) == 2  # ended anyway
+    warnings = [
+        r for r in caplog.records if r.name == "logprobscope.otel" and r.levelno == logging.WARNING
+    ]
+    assert 1 <= len(warnings) <= 2  # once per call, not once per token
+
+
+def test_failing_instruments(
+    telemetry: Telemetry,
+    make_model: ModelFactory,
+    server: ReplayServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = telemetry.handler()
+    instruments = handler.telemetry._instruments
+    for name in _core._Instruments.__slots__:
+        monkeypatch.setattr(instruments, name, _FailingInstrument())
+    _use(make_model(server, logprobs=True), handler)
+    for span in telemetry.spans():
+        assert span.status.status_code is StatusCode.UNSET
+
+
+class _FailingInstrument:
+    def record(self, *args: object, **kwargs: object) -> None:
+        raise Boom("meter down")
+
+    def add(self, *args: object, **kwargs: object) -> None:
+        raise Boom("meter down")
+
+
+def test_failing_tracer(
+    telemetry: Telemetry,
+    make_model: ModelFactory,
+    server: ReplayServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = telemetry.handler()
+    monkeypatch.setattr(handler.telemetry._tracer, "start_span", _raise)
+    _use(make_model(server, logprobs=True), handler)
+    assert telemetry.spans() == []
+    assert handler.active_calls == 0
+
+
+def test_failing_message_access_still_ends(
+    telemetry: Telemetry,
+    make_model: ModelFactory,
+    server: ReplayServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = telemetry.handler()
+    monkeypatch.setattr(CallTelemetry, "set_response", _raise)
+    _use(make_model(server, logprobs=True), handler)
+    assert len(telemetry.spans()) == 2
+
+
+def test_the_handler_does_not_raise_errors() -> None:
+    assert OpenTelemetryCallbackHandler.raise_error is False
+
+
+def test_core_calls_in_any_order(telemetry: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+    core = LogprobTelemetry(
+        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+    )
+    call = core.start_call(
+        model="m",
+        stream=True,
+        params={"temperature": "hot", "max_tokens": True, "seed": 1.5, "top_logprobs": "3"},
+    )
+    call.end(completed=True)
+    call.end(completed=False)
+    call.fail(Boom())
+    call.add_entries([{"token": "x", "logprob": -1.0}], time_ns=1)
+    call.add_chunk()
+    call.set_response(response_id="late")
+    [span] = telemetry.spans()
+    attrs = span.attributes or {}
+    assert attrs["logprobs.stream.completed"] is True
+    assert span.status.status_code is StatusCode.UNSET
+    for key in ("gen_ai.request.temperature", "gen_ai.request.max_tokens", "gen_ai.request.seed"):
+        assert key not in attrs
+    assert attrs["logprobs.top_logprobs"] == 0
+    assert "gen_ai.response.id" not in attrs
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_disabled_stand_in_accepts_everything() -> None:
+    call = CallTelemetry._disabled()
+    assert call.ended and not call.span.is_recording()
+    call.add_entries([{"token": "x", "logprob": -1.0}], time_ns=1)
+    call.end(completed=True)
+    call.fail(Boom())
