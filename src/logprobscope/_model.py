@@ -117,6 +117,8 @@ class ChatOpenAI:
         self._options = options
         self._client = client
         self._async_client = async_client
+        self._owns_client = client is None
+        self._owns_async_client = async_client is None
         self._client_args: dict[str, object] = {
             k: v
             for k, v in (
@@ -149,6 +151,31 @@ class ChatOpenAI:
         return copy
 
     # -- clients ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the SDK clients this model made (not the ones it was given)."""
+        if self._client is not None and self._owns_client:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close both SDK clients this model made (not the ones it was given)."""
+        self.close()
+        if self._async_client is not None and self._owns_async_client:
+            await self._async_client.close()
+            self._async_client = None
+
+    def __enter__(self) -> ChatOpenAI:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ChatOpenAI:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def _sdk_args(self) -> dict[str, object]:
         args = dict(self._client_args)

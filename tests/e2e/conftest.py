@@ -1,1 +1,1 @@
-"""Fixtures of the end-to-end tier: real receivers (Phoenix, Prometheus) and a real llama.cpp server."""
+"""Fixtures of the e2e tier: real receivers (Phoenix, Prometheus) and a llama.cpp server."""

@@ -1,0 +1,232 @@
+"""Fuzzing the stream path's decoding: random bytes, truncations, and strange payloads.
+
+Whatever the server sends, the decoder either yields typed chunks whose aggregate dumps
+cleanly, or raises one of the documented exceptions: `ValueError` (a chunk that is not
+JSON, or not UTF-8: `json.JSONDecodeError` / `UnicodeDecodeError`) or `openai.APIError`
+(an in-stream error object). Nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import openai
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from logprobscope import AIMessage, AIMessageChunk
+from logprobscope._sse import DONE, SSEParser
+from logprobscope._wire import StreamAccumulator, message_from_completion
+
+DOCUMENTED = (ValueError, openai.APIError)
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# Tokens that are control characters, lone surrogates, markup, or empty.
+strange_text = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(["", "\x00", "\x1b[31m", "\ud800", "\udfff", "<img src=x onerror=alert(1)>"]),
+)
+top_entry = st.fixed_dictionaries(
+    {"token": strange_text, "logprob": st.floats(allow_nan=True, allow_infinity=True)},
+    optional={"bytes": st.one_of(st.none(), st.lists(st.integers(-5, 300), max_size=5))},
+)
+token_entry = st.fixed_dictionaries(
+    {
+        "token": st.one_of(strange_text, json_scalars),
+        "logprob": st.one_of(st.floats(allow_nan=True, allow_infinity=True), json_scalars),
+    },
+    optional={
+        "bytes": st.one_of(st.none(), st.lists(st.integers(-5, 300), max_size=5), json_scalars),
+        "top_logprobs": st.one_of(st.none(), st.lists(top_entry, max_size=25), json_scalars),
+        "extra_field": json_values,
+    },
+)
+choice = st.fixed_dictionaries(
+    {},
+    optional={
+        "index": st.one_of(st.integers(0, 3), json_scalars),
+        "delta": st.one_of(
+            st.fixed_dictionaries({}, optional={"content": st.one_of(strange_text, json_scalars)}),
+            json_scalars,
+        ),
+        "logprobs": st.one_of(
+            st.none(),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "content": st.one_of(st.none(), st.lists(token_entry, max_size=4)),
+                    "refusal": st.one_of(st.none(), st.lists(token_entry, max_size=2)),
+                },
+            ),
+            json_scalars,
+        ),
+        "finish_reason": st.one_of(st.none(), st.text(max_size=6), json_scalars),
+    },
+)
+chunk_body = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": st.one_of(st.text(max_size=5), json_scalars),
+            "model": st.one_of(st.text(max_size=5), json_scalars),
+            "choices": st.one_of(st.lists(choice, max_size=3), json_scalars),
+            "usage": st.one_of(
+                st.none(),
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "prompt_tokens": json_scalars,
+                        "completion_tokens": json_scalars,
+                        "total_tokens": json_scalars,
+                    },
+                ),
+            ),
+            "unknown": json_values,
+        },
+    ),
+    json_values,
+)
+
+
+def _check_usable(message: AIMessage) -> None:
+    # Everything a user or a handler does with the result must work.
+    message.model_dump()
+    message.model_dump_json()
+    repr(message)
+    logprobs = message.response_metadata.logprobs
+    if logprobs is not None and logprobs.content is not None:
+        for token in logprobs.content:
+            assert isinstance(token.token, str)
+            assert isinstance(token.logprob, float)
+            token.model_dump()
+
+
+def _decode(stream: bytes, cuts: list[int]) -> tuple[list[AIMessageChunk], AIMessage]:
+    parser = SSEParser()
+    acc = StreamAccumulator()
+    chunks: list[AIMessageChunk] = []
+    pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    payloads = [p for piece in pieces for p in parser.feed(piece)] + parser.flush()
+    for payload in payloads:
+        if payload == DONE:
+            break
+        body = json.loads(payload)
+        if isinstance(body, dict) and body.get("error"):
+            raise openai.APIError("in-stream error", None, body=body)  # type: ignore[arg-type]
+        chunk = acc.feed(body)
+        if chunk is not None:
+            chunks.append(chunk)
+    return chunks, acc.message(incomplete=False)
+
+
+def _cuts(data: st.DataObject, size: int) -> list[int]:
+    return sorted(data.draw(st.sets(st.integers(0, size), max_size=6)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400), st.data())
+def test_random_bytes(blob: bytes, data: st.DataObject) -> None:
+    try:
+        chunks, message = _decode(blob, _cuts(data, len(blob)))
+    except DOCUMENTED:
+        return
+    _check_usable(message)
+    for chunk in chunks:
+        chunk.model_dump()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(chunk_body, min_size=1, max_size=6), st.data())
+def test_strange_but_valid_payloads(bodies: list[object], data: st.DataObject) -> None:
+    stream = b"".join(
+        b"data: " + json.dumps(body, allow_nan=True).encode() + b"\n\n" for body in bodies
+    )
+    stream += b"data: [DONE]\n\n"
+    try:
+        chunks, message = _decode(stream, _cuts(data, len(stream)))
+    except openai.APIError:
+        return  # a body with a truthy "error" key is an in-stream error, as in the SDK
+    _check_usable(message)
+    agg: AIMessageChunk | None = None
+    for chunk in chunks:
+        agg = chunk if agg is None else agg + chunk
+    if agg is not None:
+        assert agg.content == message.content
+        left = agg.response_metadata.logprobs
+        right = message.response_metadata.logprobs
+        assert (left.content if left else None) == (right.content if right else None) or (
+            _has_nan(message)
+        )
+
+
+def _has_nan(message: AIMessage) -> bool:
+    logprobs = message.response_metadata.logprobs
+    return bool(
+        logprobs and logprobs.content and any(math.isnan(t.logprob) for t in logprobs.content)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(chunk_body, min_size=1, max_size=4), st.integers(0, 2000))
+def test_truncated_streams(bodies: list[object], cut: int) -> None:
+    stream = b"".join(b"data: " + json.dumps(body).encode() + b"\n\n" for body in bodies)
+    try:
+        _chunks, message = _decode(stream[:cut], [])
+    except DOCUMENTED:
+        return
+    _check_usable(message)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunk_body)
+def test_whole_completion_bodies(body: object) -> None:
+    if not isinstance(body, dict):
+        return
+    message = message_from_completion(body)
+    _check_usable(message)
+
+
+def test_huge_top_logprobs_list() -> None:
+    entry = {
+        "token": "a",
+        "logprob": -0.1,
+        "top_logprobs": [{"token": str(i), "logprob": -i / 10} for i in range(5000)],
+    }
+    body = {"choices": [{"index": 0, "delta": {"content": "a"}, "logprobs": {"content": [entry]}}]}
+    chunks, message = _decode(b"data: " + json.dumps(body).encode() + b"\n\n", [])
+    assert len(chunks) == 1
+    logprobs = message.response_metadata.logprobs
+    assert logprobs is not None and logprobs.content is not None
+    assert len(logprobs.content[0].top_logprobs) == 5000
+
+
+def test_non_standard_json_numbers_are_kept() -> None:
+    # vLLM-style floors and infinities; Python's json reads -Infinity and NaN tokens.
+    payload = (
+        b'data: {"choices": [{"index": 0, "delta": {"content": "x"}, "logprobs": {"content": ['
+        b'{"token": "x", "logprob": -Infinity, "bytes": null, "top_logprobs": ['
+        b'{"token": "y", "logprob": -9999.0, "bytes": null}, {"token": "z", "logprob": NaN}]}]}}]}'
+        b"\n\n"
+    )
+    _chunks, message = _decode(payload, [])
+    logprobs = message.response_metadata.logprobs
+    assert logprobs is not None and logprobs.content is not None
+    token = logprobs.content[0]
+    assert token.logprob == -math.inf
+    assert token.top_logprobs[0].logprob == -9999.0
+    assert math.isnan(token.top_logprobs[1].logprob)
+    message.model_dump_json()

@@ -1,0 +1,222 @@
+"""Load: many concurrent streams through one model and one handler.
+
+Every run must see only its own call's tokens, in order; every run ends exactly once;
+afterwards nothing is left open; memory stays flat over many calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import resource
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import pytest
+
+from logprobscope import (
+    AIMessage,
+    AIMessageChunk,
+    AsyncChatStream,
+    BaseCallbackHandler,
+    BaseMessage,
+    ChatOpenAI,
+    ChatStream,
+    Run,
+)
+from logprobscope.testing import Completion, ReplayServer, make_completion
+
+VARIANTS = 25
+TOKENS = 12
+
+
+class UserError(Exception):
+    """Raised by the 'user' inside a stream loop."""
+
+
+def _tokens(variant: int) -> list[str]:
+    return [f"v{variant}t{j} " for j in range(TOKENS)]
+
+
+COMPLETIONS = [make_completion(_tokens(v), k=2, seed=v) for v in range(VARIANTS)]
+
+
+def _choose(body: Mapping[str, object]) -> Completion:
+    messages = body["messages"]
+    assert isinstance(messages, list)
+    prompt = messages[-1]["content"]
+    return COMPLETIONS[int(str(prompt).removeprefix("p"))]
+
+
+@dataclass
+class RunRecord:
+    variant: int
+    tokens: list[str] = field(default_factory=list)
+    ends: int = 0
+    errors: list[type[BaseException]] = field(default_factory=list)
+    incomplete: bool | None = None
+
+
+class Ledger(BaseCallbackHandler):
+    """Records every hook per run_id, from any thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.runs: dict[UUID, RunRecord] = {}
+        self.open: set[UUID] = set()
+
+    def on_chat_model_start(self, messages: Sequence[BaseMessage], *, run: Run) -> None:
+        variant = int(str(messages[-1].content).removeprefix("p"))
+        with self.lock:
+            assert run.run_id not in self.runs
+            self.runs[run.run_id] = RunRecord(variant)
+            self.open.add(run.run_id)
+
+    def on_llm_new_token(self, token: str, *, chunk: AIMessageChunk, run: Run) -> None:
+        logprobs = chunk.response_metadata.logprobs
+        if logprobs is not None and logprobs.content:
+            self.runs[run.run_id].tokens.extend(t.token for t in logprobs.content)
+
+    def on_llm_end(self, message: AIMessage, *, run: Run) -> None:
+        with self.lock:
+            record = self.runs[run.run_id]
+            record.ends += 1
+            record.incomplete = message.response_metadata.incomplete
+            self.open.discard(run.run_id)
+
+    def on_llm_error(self, error: BaseException, *, run: Run) -> None:
+        with self.lock:
+            record = self.runs[run.run_id]
+            record.ends += 1
+            record.errors.append(type(error))  # not the error: its traceback pins frames
+            self.open.discard(run.run_id)
+
+    def check(self, expected_runs: int) -> None:
+        assert len(self.runs) == expected_runs
+        assert not self.open, f"{len(self.open)} runs never ended"
+        for record in self.runs.values():
+            assert record.ends == 1
+            expected = _tokens(record.variant)
+            assert record.tokens == expected[: len(record.tokens)], "tokens of another call"
+            if record.incomplete is False:
+                assert record.tokens == expected
+
+
+@pytest.fixture
+def server() -> Iterator[ReplayServer]:
+    with ReplayServer(_choose) as srv:
+        yield srv
+
+
+def _live(kind: type[object]) -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is kind)
+
+
+async def test_a_thousand_concurrent_async_streams(server: ReplayServer) -> None:
+    ledger = Ledger()
+    # A burst of 1,000 connects overflows the server's listen backlog: TCP retries the
+    # dropped SYNs after a second or more, so allow connects longer than the SDK's 5 s.
+    model = ChatOpenAI(
+        "gpt-4o",
+        logprobs=True,
+        top_logprobs=2,
+        base_url=server.base_url,
+        callbacks=[ledger],
+        timeout=120,
+    )
+    rng = random.Random(7)
+    plans = [(rng.randrange(VARIANTS), rng.choice(["full", "break", "raise"])) for _ in range(1000)]
+
+    async def one(variant: int, plan: str, stop_at: int) -> str:
+        stream = model.astream(f"p{variant}")
+        try:
+            async with stream:
+                i = 0
+                async for _chunk in stream:
+                    if plan == "break" and i == stop_at:
+                        break
+                    if plan == "raise" and i == stop_at:
+                        raise UserError
+                    i += 1
+        except UserError:
+            return "raised"
+        return plan
+
+    outcomes = await asyncio.gather(*(one(v, plan, rng.randrange(1, TOKENS)) for v, plan in plans))
+    assert outcomes.count("raised") == sum(1 for _, p in plans if p == "raise")
+    ledger.check(1000)
+    user_errors = [r for r in ledger.runs.values() if r.errors]
+    assert all(r.errors == [UserError] for r in user_errors)
+    assert len(user_errors) == outcomes.count("raised")
+    assert _live(AsyncChatStream) == 0
+
+
+def test_sixty_four_threads_of_sync_streams(server: ReplayServer) -> None:
+    ledger = Ledger()
+    model = ChatOpenAI(
+        "gpt-4o", logprobs=True, top_logprobs=2, base_url=server.base_url, callbacks=[ledger]
+    )
+
+    def worker(seed: int) -> int:
+        rng = random.Random(seed)
+        done = 0
+        for _ in range(8):
+            variant = rng.randrange(VARIANTS)
+            plan = rng.choice(["full", "break", "drop", "raise"])
+            stop_at = rng.randrange(1, TOKENS)
+            if plan == "raise":
+                with pytest.raises(UserError), model.stream(f"p{variant}") as stream:
+                    for i, _ in enumerate(stream):
+                        if i == stop_at:
+                            raise UserError
+            else:
+                for i, _ in enumerate(model.stream(f"p{variant}")):
+                    if plan in ("break", "drop") and i == stop_at:
+                        break  # the dropped iterator ends its run when collected
+            done += 1
+        return done
+
+    with model, ThreadPoolExecutor(max_workers=64) as pool:
+        assert sum(pool.map(worker, range(64))) == 64 * 8
+    gc.collect()
+    ledger.check(64 * 8)
+    assert _live(ChatStream) == 0
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def test_memory_is_flat_over_ten_thousand_calls(server: ReplayServer) -> None:
+    ledger = Ledger()
+    model = ChatOpenAI("gpt-4o", logprobs=True, top_logprobs=2, base_url=server.base_url)
+    limit = asyncio.Semaphore(50)
+
+    async def one(i: int) -> None:
+        async with limit:
+            if i % 2:
+                await model.ainvoke(f"p{i % VARIANTS}", callbacks=[ledger])
+            else:
+                async for _ in model.astream(f"p{i % VARIANTS}", callbacks=[ledger]):
+                    pass
+
+    async with model:
+        await asyncio.gather(*(one(i) for i in range(1000)))  # warm-up: pools, caches
+        gc.collect()
+        before = _rss_kib()
+        await asyncio.gather(*(one(i) for i in range(1000, 11000)))
+    ledger.runs.clear()  # the ledger's own records are the test's, not the library's
+    gc.collect()
+    after = _rss_kib()
+    print(f"RSS before {before} KiB, after 10,000 calls {after} KiB")
+    assert not ledger.open
+    assert after - before < 30 * 1024, f"RSS grew by {after - before} KiB over 10,000 calls"
