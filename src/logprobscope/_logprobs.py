@@ -12,7 +12,7 @@ import math
 import operator
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import SupportsIndex, overload
+from typing import TYPE_CHECKING, SupportsIndex, overload
 
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import core_schema
@@ -372,6 +372,15 @@ class ChoiceLogprobs(BaseModel):
 
     content: TokenLogprobList | None = None
     refusal: TokenLogprobList | None = None
+
+    if TYPE_CHECKING:  # plain lists are validated into TokenLogprobList: say so to mypy
+
+        def __init__(
+            self,
+            *,
+            content: Sequence[TokenLogprob] | None = None,
+            refusal: Sequence[TokenLogprob] | None = None,
+        ) -> None: ...
 
     def __add__(self, other: ChoiceLogprobs) -> ChoiceLogprobs:
         if not isinstance(other, ChoiceLogprobs):
