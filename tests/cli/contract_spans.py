@@ -45,6 +45,7 @@ def write_call(
     batch_size: int = 2,
     threshold: float = 0.5,
     error: bool = False,
+    start: int = 1_700_000_000_000_000_000,
 ) -> Path:
     """Append one `chat {model}` span with `tokens` to `path` (OTLP JSON lines)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "contract-test"}))
@@ -52,7 +53,6 @@ def write_call(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("logprobscope")
     k = max((len(t[2]) for t in tokens), default=0)
-    start = 1_700_000_000_000_000_000
     span = tracer.start_span(
         f"chat {model}",
         kind=SpanKind.CLIENT,
