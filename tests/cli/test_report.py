@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from logprobscope.otel import EventsMode
 from logprobscope.report import (
     ModelCall,
     OTLPJsonFileSpanExporter,
@@ -449,3 +450,95 @@ def test_odd_text_never_breaks_the_page(tmp_path: Path) -> None:
     page = render_html(read_traces(path).calls)
     page.encode("utf-8")  # no lone surrogate left
     assert "∅" in page and "↵\n" in page
+
+
+# -- the real OpenTelemetry handler's output ---------------------------------------------------
+
+
+def _handler_trace(
+    tmp_path: Path, *, tokens: int, stream: bool, capture: bool, events: EventsMode, k: int = 2
+) -> tuple[ModelCall, list[tuple[str, float, list[tuple[str, float]]]]]:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from logprobscope import ChatOpenAI
+    from logprobscope.otel import OpenTelemetryCallbackHandler
+    from logprobscope.testing import ReplayServer, make_completion
+
+    words = [f" w{i}" for i in range(tokens)]
+    completion = make_completion(words, k=k, seed=7)
+    path = tmp_path / "handler.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(OTLPJsonFileSpanExporter(path)))
+    meters = MeterProvider()
+    handler = OpenTelemetryCallbackHandler(
+        tracer_provider=provider,
+        meter_provider=meters,
+        capture_content=capture,
+        events=events,
+    )
+    with ReplayServer([completion], chunk_tokens=3) as server:
+        model = ChatOpenAI(
+            model="m", logprobs=True, top_logprobs=k, base_url=server.base_url, callbacks=[handler]
+        )
+        if stream:
+            for _ in model.stream("go"):
+                pass
+        else:
+            model.invoke("go")
+    provider.shutdown()
+    meters.shutdown()
+    (call,) = read_traces(path).calls
+    choices = completion["choices"]
+    assert isinstance(choices, list)
+    expected = [
+        (
+            t["token"],
+            t["logprob"],
+            [(a["token"], a["logprob"]) for a in t["top_logprobs"]],
+        )
+        for t in choices[0]["logprobs"]["content"]
+    ]
+    return call, expected
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_handler_long_answer_switches_to_batched_and_reads_back_whole(
+    tmp_path: Path, stream: bool
+) -> None:
+    call, expected = _handler_trace(
+        tmp_path, tokens=400, stream=stream, capture=True, events="tokens"
+    )
+    assert call.token_count == 400 and call.tokens_complete
+    assert call.events_mode == "batched"  # 400 token events would not fit in 128
+    assert [(t.text, t.logprob) for t in call.tokens] == [(e[0], e[1]) for e in expected]
+    assert [[(a.token, a.logprob) for a in t.alternatives] for t in call.tokens] == [
+        e[2] for e in expected
+    ]
+    if stream:
+        times = [t.time_unix_nano or 0 for t in call.tokens]
+        assert times == sorted(times)
+    page = render_html([call])
+    assert page.count('class="tok ') == 400
+
+
+def test_handler_without_content_capture(tmp_path: Path) -> None:
+    call, expected = _handler_trace(
+        tmp_path, tokens=30, stream=True, capture=False, events="batched"
+    )
+    assert call.tokens_complete and not call.content_captured
+    assert [t.logprob for t in call.tokens] == [e[1] for e in expected]
+    assert [[a.logprob for a in t.alternatives] for t in call.tokens] == [
+        [a[1] for a in e[2]] for e in expected
+    ]
+    page = render_html([call])
+    assert "w1" not in page and ">#29</span>" in page
+
+
+def test_handler_low_confidence_mode(tmp_path: Path) -> None:
+    call, expected = _handler_trace(
+        tmp_path, tokens=60, stream=True, capture=True, events="low_confidence"
+    )
+    low = [i for i, e in enumerate(expected) if math.exp(e[1]) < 0.5]
+    assert [t.index for t in call.tokens] == low
+    assert call.low_confidence_count == len(low)
+    assert call.perplexity == pytest.approx(math.exp(-sum(e[1] for e in expected) / len(expected)))
