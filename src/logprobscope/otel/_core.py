@@ -55,7 +55,7 @@ _DEFAULT_MAX_EVENTS = 128
 _MAX_BATCH_SLOTS = 12
 _MIN_BATCH_TOKENS = 64
 # Buffered metric observations are recorded in groups of this size (bounded memory).
-_FLUSH_OBSERVATIONS = 256
+_FLUSH_OBSERVATIONS = 64
 
 _EMPTY_CONTEXT = Context()
 
