@@ -285,7 +285,9 @@ def test_run_prompt_from_stdin(
     assert server.requests[-1]["messages"] == [{"role": "user", "content": "from stdin\n"}]
 
 
-def test_run_sends_telemetry_where_otel_variables_say(env: dict[str, str]) -> None:
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    """A stand-in OTLP/HTTP receiver: (endpoint, [(path, body)])."""
     received: list[tuple[str, bytes]] = []
 
     class Collector(BaseHTTPRequestHandler):
@@ -304,11 +306,18 @@ def test_run_sends_telemetry_where_otel_variables_say(env: dict[str, str]) -> No
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        endpoint = f"http://127.0.0.1:{httpd.server_address[1]}"
-        result = cli("run", "hi", env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", received
     finally:
         httpd.shutdown()
         httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_run_sends_telemetry_where_otel_variables_say(
+    env: dict[str, str], collector: tuple[str, list[tuple[str, bytes]]]
+) -> None:
+    endpoint, received = collector
+    result = cli("run", "hi", env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
     assert result.returncode == 0, result.stderr
     traces = [body for path, body in received if path == "/v1/traces"]
     metrics = [body for path, body in received if path == "/v1/metrics"]
@@ -345,6 +354,18 @@ def test_demo_offline_writes_traces_and_report(tmp_path: Path) -> None:
     page = report.read_text(encoding="utf-8")
     assert page.count('class="tok ') == sum(len(_tokens(s)) for s in calls_seeds())
     assert "<circle " in page
+
+
+def test_demo_with_an_otlp_endpoint_writes_no_files(
+    tmp_path: Path, collector: tuple[str, list[tuple[str, bytes]]]
+) -> None:
+    endpoint, received = collector
+    result = cli("demo", env=clean_env(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "the OTLP endpoint" in result.stdout and "report:" not in result.stdout
+    assert list(tmp_path.iterdir()) == []
+    traces = b"".join(body for path, body in received if path == "/v1/traces")
+    assert traces.count(b"chat gpt-4o") == 3 and b"logprobs.token.text" in traces
 
 
 def calls_seeds() -> tuple[Completion, ...]:
