@@ -172,18 +172,15 @@ class AIMessageChunk(AIMessage):
         return object.__getattribute__(self, name)
 
     def _slice(self) -> _TextSlice | None:
-        try:
-            text: _TextSlice = object.__getattribute__(self, "_text")
-        except AttributeError:  # built by the user, copied or unpickled: no shared buffer
-            return None
-        return text
+        return _slice_of(self)
 
     def __add__(self, other: AIMessageChunk) -> AIMessageChunk:
         """Concatenate content and logprobs; keep the latest metadata and usage."""
         if not isinstance(other, AIMessageChunk):
             return NotImplemented
-        mine = self._slice()
-        theirs = other._slice()
+        # Module-level helper: `self._slice` would go through `__getattribute__` above.
+        mine = _slice_of(self)
+        theirs = _slice_of(other)
         if mine is not None and theirs is not None and mine.pieces is theirs.pieces:
             if mine.stop == theirs.start:
                 text = _TextSlice(mine.pieces, mine.start, theirs.stop)
@@ -222,6 +219,18 @@ def _fork(left: AIMessageChunk, right: AIMessageChunk) -> _TextSlice:
     return _TextSlice(pieces, 0, 2)
 
 
+_set = object.__setattr__
+_get = object.__getattribute__
+
+
+def _slice_of(chunk: AIMessageChunk) -> _TextSlice | None:
+    try:
+        text: _TextSlice = _get(chunk, "_text")
+    except AttributeError:  # built by the user, copied or unpickled: no shared buffer
+        return None
+    return text
+
+
 _CHUNK_FIELDS_SET = frozenset({"content", "response_metadata", "usage_metadata"})
 
 
@@ -230,7 +239,7 @@ def make_chunk(
 ) -> AIMessageChunk:
     """Build a chunk without validation (its parts are already typed)."""
     chunk = AIMessageChunk.__new__(AIMessageChunk)
-    object.__setattr__(
+    _set(
         chunk,
         "__dict__",
         {
@@ -240,10 +249,10 @@ def make_chunk(
             "usage_metadata": usage,
         },
     )
-    object.__setattr__(chunk, "__pydantic_fields_set__", set(_CHUNK_FIELDS_SET))
-    object.__setattr__(chunk, "__pydantic_extra__", None)
-    object.__setattr__(chunk, "__pydantic_private__", None)
-    object.__setattr__(chunk, "_text", text)
+    _set(chunk, "__pydantic_fields_set__", set(_CHUNK_FIELDS_SET))
+    _set(chunk, "__pydantic_extra__", None)
+    _set(chunk, "__pydantic_private__", None)
+    _set(chunk, "_text", text)
     return chunk
 
 
