@@ -10,6 +10,8 @@ import asyncio
 import gc
 import random
 import resource
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -196,9 +198,34 @@ def _rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-async def test_memory_is_flat_over_ten_thousand_calls(server: ReplayServer) -> None:
+@pytest.fixture
+def server_process() -> Iterator[str]:
+    """The replay server in its own process, so it does not share the client's GIL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logprobscope.testing", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:"), base_url
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def test_memory_is_flat_over_ten_thousand_calls(server_process: str) -> None:
     ledger = Ledger()
-    model = ChatOpenAI("gpt-4o", logprobs=True, top_logprobs=2, base_url=server.base_url)
+    model = ChatOpenAI("gpt-4o", logprobs=True, top_logprobs=2, base_url=server_process)
     limit = asyncio.Semaphore(50)
 
     async def one(i: int) -> None:
