@@ -418,3 +418,21 @@ def test_one_handler_many_models(
     duration = telemetry.metrics()["gen_ai.client.operation.duration"]
     models = {p.attributes["gen_ai.request.model"] for p in histogram_points(duration)}  # type: ignore[index]
     assert models == {"a", "b"}
+
+
+def test_exemplars_point_at_the_call_span(
+    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+) -> None:
+    handler = telemetry.handler()
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span("request"):
+        list(make_model(server, logprobs=True, top_logprobs=3).stream("hi", callbacks=[handler]))
+    [chat] = telemetry.spans("chat gpt-4o")
+    metrics = telemetry.metrics()
+    for name in ("gen_ai.client.operation.duration", "logprobs.response.perplexity"):
+        [point] = histogram_points(metrics[name])
+        assert [e.span_id for e in point.exemplars] == [chat.context.span_id], name
+    # Per-token and per-chunk observations skip the exemplar reservoir (a fifth of a record).
+    for name in ("logprobs.token.probability", "gen_ai.client.operation.time_per_output_chunk"):
+        [point] = histogram_points(metrics[name])
+        assert point.exemplars == [] or point.exemplars == (), name

@@ -57,7 +57,9 @@ _MIN_BATCH_TOKENS = 64
 # Buffered metric observations are recorded in groups of this size (bounded memory).
 _FLUSH_OBSERVATIONS = 64
 
-_EMPTY_CONTEXT = Context()
+# A context whose span is invalid: no exemplar is sampled from it. (An empty Context would
+# not do: the SDK takes a falsy context as "none given" and uses the current one.)
+_NO_EXEMPLAR_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
 
 
 def capture_content_from_env() -> bool:
@@ -450,7 +452,7 @@ class CallTelemetry:
         if telemetry is None:  # the disabled stand-in
             self._span: Span = trace.INVALID_SPAN
             self._recording = False
-            self._metric_context = _EMPTY_CONTEXT
+            self._metric_context = _NO_EXEMPLAR_CONTEXT
             self._capture = False
             self._mode = self._configured_mode = n.MODE_NONE
             self._stats = LogprobStats()
@@ -883,7 +885,7 @@ class CallTelemetry:
         # Per-token and per-chunk observations carry no exemplars: offering each one to
         # the exemplar reservoir costs ~20% of a record() and the per-call histograms
         # (duration, perplexity, min probability, entropy) already link to the span.
-        context = _EMPTY_CONTEXT
+        context = _NO_EXEMPLAR_CONTEXT
         probabilities = self._probabilities
         if probabilities:
             self._probabilities = array("d")
