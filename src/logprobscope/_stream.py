@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Protocol
 
+import anyio
 import httpx2
 import openai
 
@@ -34,13 +37,31 @@ class _SDKStream(Protocol):
     response: httpx2.Response
 
 
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(timeouts, all transport errors) as the SDK's streams classify them.
+
+    The SDK also takes a legacy `httpx` client (`http_client=httpx.Client()`): its errors
+    count when that module is loaded. TLS failures anyio leaves unmapped count too.
+    """
+    timeouts: list[type[BaseException]] = [httpx2.TimeoutException]
+    errors: list[type[BaseException]] = [httpx2.RequestError, ssl.SSLError, anyio.EndOfStream]
+    legacy = sys.modules.get("httpx")
+    if legacy is not None:
+        timeouts.append(legacy.TimeoutException)
+        errors.append(legacy.RequestError)
+    return tuple(timeouts), tuple(errors)
+
+
 def _translate(error: BaseException, response: httpx2.Response | None) -> BaseException:
     """Network errors while reading become the SDK's own exception types, as in its streams."""
-    if response is None or not isinstance(error, httpx2.RequestError):
+    if response is None:
         return error
-    if isinstance(error, httpx2.TimeoutException):
+    timeouts, errors = _transport_errors()
+    if isinstance(error, timeouts):
         return openai.APITimeoutError(request=response.request)
-    return openai.APIConnectionError(request=response.request)
+    if isinstance(error, errors):
+        return openai.APIConnectionError(request=response.request)
+    return error
 
 
 class _StreamCore:
