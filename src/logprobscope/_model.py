@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
@@ -26,6 +27,7 @@ from ._wire import message_from_completion
 
 __all__ = ["ChatOpenAI"]
 
+_CLIENTS_LOCK = threading.Lock()  # guards the lazy creation of every model's SDK clients
 _LOCAL_KEY = "not-needed"  # servers on a custom base_url (vLLM, llama.cpp, Ollama) ignore it
 
 
@@ -185,6 +187,12 @@ class ChatOpenAI:
         return args
 
     def _sync_client(self) -> openai.OpenAI:
+        if self._client is not None:
+            return self._client
+        with _CLIENTS_LOCK:  # batch's threads start at once: make one client, not one each
+            return self._make_sync_client()
+
+    def _make_sync_client(self) -> openai.OpenAI:
         if self._client is None:
             if self._async_client is not None and not self._client_args:
                 self._client = openai.OpenAI(
@@ -198,6 +206,12 @@ class ChatOpenAI:
         return self._client
 
     def _async_sdk_client(self) -> openai.AsyncOpenAI:
+        if self._async_client is not None:
+            return self._async_client
+        with _CLIENTS_LOCK:
+            return self._make_async_client()
+
+    def _make_async_client(self) -> openai.AsyncOpenAI:
         if self._async_client is None:
             if self._client is not None and not self._client_args:
                 self._async_client = openai.AsyncOpenAI(
