@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from uuid import uuid4
 
 import openai
@@ -40,6 +41,21 @@ class _Prepared:
         self.messages = messages
         self.kwargs = kwargs
         self.callbacks = callbacks
+
+
+def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, Any]:
+    """What a twin of the user's client (the other of sync/async) must be made with."""
+    return {
+        "api_key": client.api_key,
+        "organization": client.organization,
+        "project": client.project,
+        "base_url": client.base_url,
+        "timeout": client.timeout,
+        "max_retries": client.max_retries,
+        # the user's own headers and query (the SDK adds its auth and platform ones again)
+        "default_headers": getattr(client, "_custom_headers", None),
+        "default_query": getattr(client, "_custom_query", None),
+    }
 
 
 def _decode_completion(raw: openai._legacy_response.LegacyAPIResponse[object]) -> AIMessage:
@@ -195,12 +211,7 @@ class ChatOpenAI:
     def _make_sync_client(self) -> openai.OpenAI:
         if self._client is None:
             if self._async_client is not None and not self._client_args:
-                self._client = openai.OpenAI(
-                    api_key=self._async_client.api_key,
-                    base_url=self._async_client.base_url,
-                    timeout=self._async_client.timeout,
-                    max_retries=self._async_client.max_retries,
-                )
+                self._client = openai.OpenAI(**_client_settings(self._async_client))
             else:
                 self._client = openai.OpenAI(**self._sdk_args())  # type: ignore[arg-type]
         return self._client
@@ -214,12 +225,7 @@ class ChatOpenAI:
     def _make_async_client(self) -> openai.AsyncOpenAI:
         if self._async_client is None:
             if self._client is not None and not self._client_args:
-                self._async_client = openai.AsyncOpenAI(
-                    api_key=self._client.api_key,
-                    base_url=self._client.base_url,
-                    timeout=self._client.timeout,
-                    max_retries=self._client.max_retries,
-                )
+                self._async_client = openai.AsyncOpenAI(**_client_settings(self._client))
             else:
                 self._async_client = openai.AsyncOpenAI(**self._sdk_args())  # type: ignore[arg-type]
         return self._async_client
