@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._construct import construct
+from ._construct import construct, construct_fields_set
 from ._logprobs import ChoiceLogprobs
 
 __all__ = [
@@ -219,7 +219,6 @@ def _fork(left: AIMessageChunk, right: AIMessageChunk) -> _TextSlice:
     return _TextSlice(pieces, 0, 2)
 
 
-_set = object.__setattr__
 _get = object.__getattribute__
 
 
@@ -231,6 +230,7 @@ def _slice_of(chunk: AIMessageChunk) -> _TextSlice | None:
     return text
 
 
+_set_text = AIMessageChunk.__dict__["_text"].__set__
 _CHUNK_FIELDS_SET = frozenset({"content", "response_metadata", "usage_metadata"})
 
 
@@ -238,21 +238,17 @@ def make_chunk(
     text: _TextSlice, metadata: ResponseMetadata, usage: UsageMetadata | None
 ) -> AIMessageChunk:
     """Build a chunk without validation (its parts are already typed)."""
-    chunk = AIMessageChunk.__new__(AIMessageChunk)
-    _set(
-        chunk,
-        "__dict__",
+    chunk = construct_fields_set(
+        AIMessageChunk,
         {
             "role": "assistant",
             "content": text,
             "response_metadata": metadata,
             "usage_metadata": usage,
         },
+        set(_CHUNK_FIELDS_SET),
     )
-    _set(chunk, "__pydantic_fields_set__", set(_CHUNK_FIELDS_SET))
-    _set(chunk, "__pydantic_extra__", None)
-    _set(chunk, "__pydantic_private__", None)
-    _set(chunk, "_text", text)
+    _set_text(chunk, text)
     return chunk
 
 
