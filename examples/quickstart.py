@@ -21,13 +21,17 @@ def main() -> None:
         if not (os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")):
             server = stack.enter_context(ReplayServer())
             base_url = server.base_url
-            print(f"No OPENAI_API_KEY or OPENAI_BASE_URL: replaying recorded answers from {base_url}")
+            print(
+                f"No OPENAI_API_KEY or OPENAI_BASE_URL: replaying recorded answers from {base_url}"
+            )
         model_name = os.environ.get("LOGPROBSCOPE_MODEL", "gpt-4o")
 
         print("\n1. invoke: the first five tokens")
         model = ChatOpenAI(model=model_name, logprobs=True, base_url=base_url)
         message = model.invoke("how are you today?")
-        content = message.response_metadata.logprobs.content if message.response_metadata.logprobs else []
+        content = (
+            message.response_metadata.logprobs.content if message.response_metadata.logprobs else []
+        )
         for token in (content or [])[:5]:
             print(f"   {token!r}")
 
@@ -43,7 +47,9 @@ def main() -> None:
         print("\n3. top_logprobs=3: alternatives of the first two tokens")
         top_model = ChatOpenAI(model=model_name, logprobs=True, top_logprobs=3, base_url=base_url)
         result = top_model.invoke("how are you today?")
-        tokens = result.response_metadata.logprobs.content if result.response_metadata.logprobs else None
+        tokens = (
+            result.response_metadata.logprobs.content if result.response_metadata.logprobs else None
+        )
         for token in (tokens or [])[:2]:
             alternatives = ", ".join(f"{t.token!r} {t.logprob:.4f}" for t in token.top_logprobs)
             print(f"   {token.token!r} {token.logprob:.4f} <- [{alternatives}]")
