@@ -84,7 +84,8 @@ def test_receivers_and_exporters(collector: dict[str, Any]) -> None:
 
 def test_compose_services_images_and_mounts(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"jaeger", "otel-collector", "prometheus"}
+    assert set(services) == {"jaeger", "otel-collector", "prometheus", "grafana"}
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
     assert re.fullmatch(r"jaegertracing/jaeger:2\.\d+\.\d+", services["jaeger"]["image"])
     assert services["otel-collector"]["image"].startswith("otel/opentelemetry-collector-contrib:")
     assert services["prometheus"]["image"].startswith("prom/prometheus:")
