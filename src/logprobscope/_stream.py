@@ -15,7 +15,7 @@ import json
 import logging
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -257,7 +257,8 @@ class AsyncChatStream(_StreamCore):
     """Async iterator of `AIMessageChunk` for `ChatOpenAI.astream`; also an async context manager.
 
     Synchronous handlers see the start when `astream()` is called (so a span gets the
-    caller's parent); asynchronous handlers see it before the first chunk.
+    caller's parent); asynchronous handlers see it before the first chunk, or before the
+    end of a stream closed, failed or dropped before that.
     """
 
     __slots__ = ("_open", "_bytes", "_started")
@@ -288,10 +289,7 @@ class AsyncChatStream(_StreamCore):
         if self._finished:
             raise StopAsyncIteration
         try:
-            if not self._started:
-                self._started = True
-                if self._callbacks and self._callbacks.asynchronous:
-                    await self._callbacks.astart(self._messages, inline_done=True)
+            await self._start_async_handlers()
             while True:
                 ready = self._ready
                 while self._pos < len(ready):
@@ -318,6 +316,15 @@ class AsyncChatStream(_StreamCore):
             if error is exc:
                 raise
             raise error from exc
+
+    async def _start_async_handlers(self) -> None:
+        """The asynchronous handlers' start, once, before anything else reaches them."""
+        if self._started:
+            return
+        self._started = True
+        callbacks = self._callbacks
+        if callbacks and callbacks.asynchronous:
+            await callbacks.astart(self._messages, inline_done=True)
 
     async def _read(self) -> None:
         source = self._bytes
@@ -355,9 +362,13 @@ class AsyncChatStream(_StreamCore):
         if self._finished:
             return
         self._finished = True
-        if self._callbacks:
+        callbacks = self._callbacks
+        if callbacks:
             # Handlers first: a cancellation may interrupt the close below.
-            await self._callbacks.aerror(error)
+            try:
+                await self._start_async_handlers()  # failed before the first chunk
+            finally:
+                await callbacks.aerror(error)
         await self._close_response()
 
     async def aclose(self) -> None:
@@ -365,8 +376,15 @@ class AsyncChatStream(_StreamCore):
         if self._finished:
             return
         self._finished = True
-        if self._callbacks:
-            await self._callbacks.aend(self.message(incomplete=True))
+        callbacks = self._callbacks
+        if callbacks:
+            try:
+                await self._start_async_handlers()  # closed before the first chunk
+            except BaseException as exc:  # a raise_error start: the run ends with its error
+                await callbacks.aerror(exc)
+                await self._close_response()
+                raise
+            await callbacks.aend(self.message(incomplete=True))
         await self._close_response()
 
     async def __aenter__(self) -> AsyncChatStream:
@@ -397,13 +415,35 @@ class AsyncChatStream(_StreamCore):
             if callbacks:
                 message = self.message(incomplete=True)
                 if callbacks.asynchronous:
-                    _schedule(callbacks.aend(message), fallback=lambda: callbacks.end_sync(message))
+                    late = _late_end(callbacks, self._messages, message, started=self._started)
+                    _schedule(late(), fallback=lambda: asyncio.run(late()))
                 else:
                     callbacks.end_sync(message)
             if self._response is not None:
                 _schedule(self._response.aclose(), fallback=None)
         except Exception:
             logger.debug("ending a garbage-collected stream failed", exc_info=True)
+
+
+def _late_end(
+    callbacks: RunCallbacks,
+    messages: Sequence[BaseMessage],
+    message: AIMessage,
+    *,
+    started: bool,
+) -> Callable[[], Coroutine[object, object, None]]:
+    """The end of a dropped stream, for handlers that may not have seen its start yet."""
+
+    async def late() -> None:
+        if started:
+            await callbacks.aend(message)
+            return
+        try:
+            await callbacks.astart(messages, inline_done=True)
+        finally:
+            await callbacks.aend(message)
+
+    return late
 
 
 _background: set[asyncio.Task[None]] = set()
