@@ -633,6 +633,59 @@ async def test_async_break_and_dropped(
     _check_end(recorder, async_recorder, incomplete=True)
 
 
+async def test_async_stream_closed_before_its_first_chunk(
+    server: ReplayServer,
+    make_model: ModelFactory,
+    recorder: RecordingHandler,
+    async_recorder: AsyncRecordingHandler,
+) -> None:
+    # async handlers start at the first chunk; a stream closed before it still gives them
+    # their start before the end (the fixtures check the order)
+    model = make_model(server, logprobs=True)
+    stream = model.astream("hi", callbacks=[recorder, async_recorder])
+    await stream.aclose()
+    assert async_recorder.hooks() == ["start", "end"]
+    assert recorder.hooks() == ["start", "end"]
+    assert server.requests == []
+
+
+async def test_async_stream_dropped_before_its_first_chunk(
+    server: ReplayServer, make_model: ModelFactory, async_recorder: AsyncRecordingHandler
+) -> None:
+    model = make_model(server, logprobs=True)
+    model.astream("hi", callbacks=[async_recorder])
+    gc.collect()
+    await _settle()
+    assert async_recorder.hooks() == ["start", "end"]
+    assert async_recorder.message().response_metadata.incomplete is True
+
+
+async def test_async_with_failing_before_its_first_chunk(
+    server: ReplayServer, make_model: ModelFactory, async_recorder: AsyncRecordingHandler
+) -> None:
+    model = make_model(server, logprobs=True)
+    error = UserError()
+    with pytest.raises(UserError):
+        async with model.astream("hi", callbacks=[async_recorder]):
+            raise error
+    assert async_recorder.hooks() == ["start", "error"]
+    assert async_recorder.error() is error
+
+
+def test_async_stream_dropped_with_no_loop_running(
+    server: ReplayServer,
+    make_model: ModelFactory,
+    recorder: RecordingHandler,
+    async_recorder: AsyncRecordingHandler,
+) -> None:
+    # created and dropped in synchronous code: the async handlers are run to completion
+    model = make_model(server, logprobs=True)
+    model.astream("hi", callbacks=[recorder, async_recorder])
+    gc.collect()
+    assert async_recorder.hooks() == ["start", "end"]
+    assert recorder.hooks() == ["start", "end"]
+
+
 async def test_async_sync_handlers_only_end_at_once_when_collected(
     server: ReplayServer, make_model: ModelFactory, recorder: RecordingHandler
 ) -> None:
