@@ -79,6 +79,8 @@ def validate_options(options: CallOptions) -> None:
             continue
         if not _is_number(value) or math.isnan(value):  # type: ignore[arg-type]
             raise TypeError(f"{name} must be a number, not {value!r}")
+        if math.isinf(value):  # type: ignore[arg-type]
+            raise ValueError(f"{name} must be finite, got {value}")  # JSON has no Infinity
         if value < low or (high is not None and value > high):  # type: ignore[operator]
             bound = f"from {low} to {high}" if high is not None else f">= {low}"
             raise ValueError(f"{name} must be {bound}, got {value}")
