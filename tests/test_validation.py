@@ -71,6 +71,8 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"stop": ["a", 1]}, TypeError, "stop must be a string or a list of strings"),
     ({"temperature": math.nan}, TypeError, "temperature must be a number"),
     ({"temperature": -0.5}, ValueError, "temperature must be >= 0"),
+    ({"temperature": math.inf}, ValueError, "temperature must be finite"),
+    ({"top_p": -math.inf}, ValueError, "top_p must be finite"),
     ({"temperature": "hot"}, TypeError, "temperature must be a number"),
     ({"top_p": 1.5}, ValueError, "top_p must be from 0.0 to 1.0"),
     ({"max_tokens": 0}, ValueError, "max_tokens must be a positive integer"),
