@@ -18,9 +18,31 @@ from tests.e2e.receivers import StartPrometheus, start_prometheus  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
-PROBABILITY_BUCKETS = ("0.01", "0.05", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8")
+PROBABILITY_BUCKETS: tuple[str, ...] = (
+    "0.01",
+    "0.05",
+    "0.1",
+    "0.2",
+    "0.3",
+    "0.4",
+    "0.5",
+    "0.6",
+    "0.7",
+    "0.8",
+)
 PROBABILITY_BUCKETS += ("0.9", "0.95", "0.99", "0.999", "+Inf")
-PERPLEXITY_BUCKETS = ("1.0", "1.01", "1.05", "1.1", "1.25", "1.5", "2.0", "3.0", "5.0", "10.0")
+PERPLEXITY_BUCKETS: tuple[str, ...] = (
+    "1.0",
+    "1.01",
+    "1.05",
+    "1.1",
+    "1.25",
+    "1.5",
+    "2.0",
+    "3.0",
+    "5.0",
+    "10.0",
+)
 PERPLEXITY_BUCKETS += ("20.0", "50.0", "100.0", "+Inf")
 
 SERIES = {
@@ -88,7 +110,9 @@ def test_prometheus_scrapes_the_logprob_metrics(
 
     buckets = prometheus.wait_for("logprobs_token_probability_bucket", timeout=60)
     assert sorted(r["metric"]["le"] for r in buckets) == sorted(PROBABILITY_BUCKETS)  # type: ignore[index]
-    labels = dict(buckets[0]["metric"])  # type: ignore[arg-type]
+    metric = buckets[0]["metric"]
+    assert isinstance(metric, dict)
+    labels: dict[str, object] = dict(metric)
     for key in ("__name__", "le", "instance", "job"):
         labels.pop(key)
     assert labels == {

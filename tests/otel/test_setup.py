@@ -177,7 +177,7 @@ def test_otlp_grpc_by_argument_and_by_environment(
 
 def test_unknown_protocol(handles: list[TelemetryHandle]) -> None:
     with pytest.raises(ValueError, match="OTLP protocol"):
-        _configure(handles, otlp_endpoint="http://x:4318", otlp_protocol="http/json")  # type: ignore[arg-type]
+        _configure(handles, otlp_endpoint="http://x:4318", otlp_protocol="http/json")  # type: ignore[arg-type, unused-ignore]
 
 
 def test_otlp_default_only_when_nothing_else_is_configured(
@@ -276,7 +276,7 @@ def test_unreachable_collector_does_not_slow_the_call(
     for _ in range(5):  # interleaved; the minimum is robust to a busy machine
         for name, callbacks in handlers.items():
             start = time.perf_counter()
-            list(model.stream("hi", callbacks=callbacks))  # type: ignore[arg-type]
+            list(model.stream("hi", callbacks=callbacks))  # type: ignore[arg-type, unused-ignore]
             best[name] = min(best[name], time.perf_counter() - start)
     # Export happens on a background thread: the call does not wait for the collector.
     assert best["unreachable"] < best["in_memory"] + 0.005, best
