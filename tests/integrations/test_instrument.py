@@ -376,6 +376,15 @@ def test_raw_response_is_traced_and_its_parse_is_the_same_object(
     assert span.attributes["logprobs.token_count"] == len(parsed.choices[0].logprobs.content)  # type: ignore[index,union-attr,arg-type]
 
 
+async def test_async_raw_response_is_traced(aclient: openai.AsyncOpenAI, otel: Otel) -> None:
+    instrument_openai(aclient, telemetry=otel.telemetry)
+    raw = await aclient.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, logprobs=True
+    )
+    parsed = raw.parse()
+    assert otel.span().attributes["gen_ai.response.id"] == parsed.id  # type: ignore[index]
+
+
 def test_streaming_response_and_raw_streams_pass_through(client: openai.OpenAI, otel: Otel) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     with client.chat.completions.with_streaming_response.create(
