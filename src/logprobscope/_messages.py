@@ -151,6 +151,52 @@ class _TextSlice:
         self.stop = stop
 
 
+_instance_dict = BaseModel.__dict__["__dict__"]  # the slot descriptor of every model's dict
+_get_dict = _instance_dict.__get__
+_set_dict = _instance_dict.__set__
+
+
+def _joined(fields: dict[str, object]) -> dict[str, object]:
+    value = fields["content"]
+    if type(value) is _TextSlice:
+        fields["content"] = "".join(value.pieces[value.start : value.stop])
+    return fields
+
+
+class _ChunkDict:
+    """`chunk.__dict__`, with pending text joined first."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: object, owner: type | None = None) -> dict[str, object]:
+        if obj is None:
+            raise AttributeError("__dict__")
+        return _joined(_get_dict(obj))
+
+    def __set__(self, obj: object, value: dict[str, object]) -> None:
+        _set_dict(obj, value)  # copy, deepcopy and unpickling set it
+
+
+class _ChunkContent:
+    """`chunk.content`, the text joined on first read (a chunk of a stream holds a slice)."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: object, owner: type | None = None) -> object:
+        if obj is None:
+            raise AttributeError("content")  # like any pydantic field on the class
+        fields = _get_dict(obj)
+        value = fields["content"]
+        if type(value) is _TextSlice:
+            value = fields["content"] = "".join(value.pieces[value.start : value.stop])
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        # Only `object.__setattr__` gets here (pydantic's __setattr__ refuses frozen
+        # models first): it wrote into the instance dict, and still does.
+        _get_dict(obj)["content"] = value
+
+
 class AIMessageChunk(AIMessage):
     """A piece of a streamed answer; `agg = agg + chunk` adds them up.
 
@@ -160,16 +206,10 @@ class AIMessageChunk(AIMessage):
 
     __slots__ = ("_text",)
 
-    def __getattribute__(self, name: str) -> object:
-        # Every reader of the fields (attribute access, model_dump, repr, ==, copy, pickle)
-        # goes through `content` or `__dict__`: join pending text there, once.
-        if name == "content" or name == "__dict__":
-            fields = object.__getattribute__(self, "__dict__")
-            value = fields["content"]
-            if type(value) is _TextSlice:
-                value = fields["content"] = "".join(value.pieces[value.start : value.stop])
-            return fields if name == "__dict__" else value
-        return object.__getattribute__(self, name)
+    # Every reader of the fields (attribute access, model_dump, repr, ==, copy, pickle) goes
+    # through `content` or `__dict__`: both are data descriptors that join pending text
+    # there, once (`content` is set below the class). Other attributes are read at C speed.
+    __dict__ = _ChunkDict()
 
     def _slice(self) -> _TextSlice | None:
         return _slice_of(self)
@@ -178,7 +218,6 @@ class AIMessageChunk(AIMessage):
         """Concatenate content and logprobs; keep the latest metadata and usage."""
         if not isinstance(other, AIMessageChunk):
             return NotImplemented
-        # Module-level helper: `self._slice` would go through `__getattribute__` above.
         mine = _slice_of(self)
         theirs = _slice_of(other)
         if mine is not None and theirs is not None and mine.pieces is theirs.pieces:
@@ -198,8 +237,8 @@ class AIMessageChunk(AIMessage):
             text = _TextSlice(mine.pieces, mine.start, len(mine.pieces))
         else:
             text = _fork(self, other)
-        fields = object.__getattribute__(self, "__dict__")
-        other_fields = object.__getattribute__(other, "__dict__")
+        fields = _get_dict(self)  # the raw dicts: reading them must not join the text
+        other_fields = _get_dict(other)
         usage = other_fields["usage_metadata"] or fields["usage_metadata"]
         return make_chunk(
             text, fields["response_metadata"] + other_fields["response_metadata"], usage
@@ -231,6 +270,8 @@ def _slice_of(chunk: AIMessageChunk) -> _TextSlice | None:
 
 
 _set_text = AIMessageChunk.__dict__["_text"].__set__
+# Set on the class after pydantic built it: in the class body it would be a field.
+type.__setattr__(AIMessageChunk, "content", _ChunkContent())
 _CHUNK_FIELDS_SET = frozenset({"content", "response_metadata", "usage_metadata"})
 
 
