@@ -1,0 +1,173 @@
+"""Micro-benchmark of the decode path alone (no network): SSE bytes to chunks, and handlers.
+
+    .venv/bin/python bench/micro.py            # µs per chunk of each stage, best of 7
+
+Feeds a pre-serialised stream (`bench/server.py`'s events, one SSE event per read, as the
+HTTP client hands them over) through the same objects `ChatStream` uses. It isolates the
+part of a call's CPU that logprobscope owns from the SDK's transport (httpx2/httpcore2/h11),
+which `run.py` measures together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import server  # noqa: E402
+
+
+def frames(n: int) -> list[bytes]:
+    return [f"data: {p}\n\n".encode() for p in [*server.stream_events(n), "[DONE]"]]
+
+
+def decode_stream(reads: list[bytes], handlers: list[object] | None = None) -> object:
+    """What `ChatStream.__next__` does per read, minus the HTTP client."""
+    from logprobscope._stream import _StreamCore
+
+    core = _StreamCore(None, [])
+    callbacks = None
+    if handlers:
+        from uuid import uuid4
+
+        from logprobscope._callbacks import Run, RunCallbacks
+
+        run = Run.model_construct(
+            run_id=uuid4(),
+            model="bench",
+            stream=True,
+            invocation_params={"model": "bench"},
+            tags=(),
+            metadata={},
+            provider="openai",
+            server_address="127.0.0.1",
+            server_port=1,
+        )
+        callbacks = RunCallbacks(run, handlers)  # type: ignore[arg-type]
+        callbacks.start_sync([])
+    parser = core._parser
+    decode = core._decode
+    last = None
+    for data in reads:
+        for payload in parser.feed(data):
+            if payload == b"[DONE]":
+                break
+            chunk = decode(payload)
+            if chunk is not None:
+                if callbacks:
+                    callbacks.token_sync(chunk)
+                last = chunk
+    if callbacks:
+        callbacks.end_sync(core.message(incomplete=False))
+    return last
+
+
+def best(fn: Callable[[], object], n: int, rounds: int = 7) -> float:
+    fn()
+    times = []
+    for _ in range(rounds):
+        gc.collect()
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return min(times) * 1e6 / n
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--otel", action="store_true", help="also the OTel handler's modes")
+    args = parser.parse_args()
+    n = args.n
+    import json
+
+    from logprobscope._sse import SSEParser
+    from logprobscope._wire import StreamAccumulator
+
+    reads = frames(n)
+    payloads = [r[6:-2] for r in reads[:-1]]
+    bodies = [json.loads(p) for p in payloads]
+
+    def sse_only() -> None:
+        p = SSEParser()
+        for r in reads:
+            p.feed(r)
+
+    def json_only() -> None:
+        from logprobscope import _stream
+
+        loads = getattr(_stream, "_loads", json.loads)
+        for p in payloads:
+            loads(p)
+
+    def accumulate_only() -> None:
+        acc = StreamAccumulator()
+        for b in bodies:
+            acc.feed(b)
+
+    chunks: list[object] = []
+
+    def collect() -> None:
+        chunks.clear()
+        acc = StreamAccumulator()
+        for b in bodies:
+            chunk = acc.feed(b)
+            if chunk is not None:
+                chunks.append(chunk)
+
+    collect()
+
+    def aggregate_only() -> None:
+        agg = chunks[0]
+        for chunk in chunks[1:]:
+            agg = agg + chunk  # type: ignore[operator]
+
+    rows: list[tuple[str, Callable[[], object]]] = [
+        ("SSE parser", sse_only),
+        ("JSON decode", json_only),
+        ("accumulator (decoded dicts to chunks)", accumulate_only),
+        ("whole decode path", lambda: decode_stream(reads)),
+        ("aggregation alone (agg = agg + chunk)", aggregate_only),
+    ]
+    if args.otel:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+        from logprobscope.otel import OpenTelemetryCallbackHandler
+
+        for label, events, sampled in (
+            ("tokens", "tokens", True),
+            ("batched", "batched", True),
+            ("tokens, sampled out", "tokens", False),
+        ):
+            tp = TracerProvider() if sampled else TracerProvider(sampler=ALWAYS_OFF)
+            exporter = InMemorySpanExporter()
+            tp.add_span_processor(SimpleSpanProcessor(exporter))
+            mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+            handler = OpenTelemetryCallbackHandler(
+                tracer_provider=tp,
+                meter_provider=mp,
+                events=events,  # type: ignore[arg-type]
+            )
+
+            def with_handler(h: object = handler, e: InMemorySpanExporter = exporter) -> None:
+                decode_stream(reads, [h])
+                e.clear()
+
+            rows.append((f"whole decode path + OTel handler ({label})", with_handler))
+    for label, fn in rows:
+        print(f"{best(fn, n):8.2f} µs/chunk  {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
