@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,7 @@ from ._callbacks import Callbacks, Handler, Run, RunCallbacks, check_handlers
 from ._messages import AIMessage, BaseMessage, MessageInput, coerce_messages
 from ._params import CallOptions, build_request, merge_options, validate_options
 from ._stream import AsyncChatStream, ChatStream
-from ._wire import message_from_completion
+from ._wire import loads, message_from_completion
 
 __all__ = ["ChatOpenAI"]
 
@@ -60,7 +59,7 @@ def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, An
 
 def _decode_completion(raw: openai._legacy_response.LegacyAPIResponse[object]) -> AIMessage:
     try:
-        body = json.loads(raw.content)
+        body = loads(raw.content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise openai.APIResponseValidationError(
             raw.http_response, raw.text, message=f"the server's answer is not JSON: {exc}"

@@ -6,6 +6,10 @@ no usage, extra fields, or odd values; nothing here raises on a field's content.
 
 from __future__ import annotations
 
+import json
+
+from pydantic_core import from_json
+
 from ._construct import construct
 from ._logprobs import ChoiceLogprobs, TokenBuffer, TokenLogprobList
 from ._messages import (
@@ -18,7 +22,21 @@ from ._messages import (
 )
 from ._messages import make_chunk as _make_chunk
 
-__all__ = ["StreamAccumulator", "message_from_completion", "usage_from_json"]
+__all__ = ["StreamAccumulator", "loads", "message_from_completion", "usage_from_json"]
+
+
+def loads(payload: bytes) -> object:
+    """`json.loads`, faster: pydantic-core's parser first (about half the CPU per chunk).
+
+    Where it succeeds its result equals the stdlib's; where it fails (invalid JSON, but
+    also lone surrogates or a BOM, which the stdlib accepts) the stdlib decides, so the
+    result or exception is exactly `json.loads`'s. It also shares equal short strings
+    between events (token texts), which the stream's buffers keep.
+    """
+    try:
+        return from_json(payload)
+    except ValueError:
+        return json.loads(payload)
 
 
 def _str_or_none(value: object) -> str | None:
