@@ -179,23 +179,49 @@ class RunCallbacks:
             )
         return None
 
-    # -- synchronous handlers, shared by both shells ----------------------------------
-    # Each runs every synchronous handler, then raises the first `raise_error` failure.
+    # -- the loops, shared by both shells -----------------------------------------------
+    # Each runs the hook on every handler of its kind and returns (not raises) the first
+    # `raise_error` failure, so one strict handler never keeps the others from a hook.
+    # `hook` only names the hook in the log.
 
-    def _start_inline(self, messages: Sequence[BaseMessage]) -> None:
+    def _each_sync(
+        self, hook: str, call: Callable[[BaseCallbackHandler], None]
+    ) -> Exception | None:
         first: Exception | None = None
         for h in self.sync:
             try:
-                h.on_chat_model_start(messages, run=self.run)
+                call(h)
             except Exception as exc:
-                failure = self._failed(h, "on_chat_model_start", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+                failure = self._failed(h, hook, exc)
+                first = first or failure
+        return first
+
+    def _each_async_driven(
+        self, hook: str, call: Callable[[AsyncCallbackHandler], Coroutine[object, object, None]]
+    ) -> Exception | None:
+        first: Exception | None = None
+        for h in self.asynchronous:
+            try:
+                _drive(call(h))
+            except Exception as exc:
+                failure = self._failed(h, hook, exc)
+                first = first or failure
+        return first
+
+    async def _each_async(
+        self, hook: str, call: Callable[[AsyncCallbackHandler], Coroutine[object, object, None]]
+    ) -> Exception | None:
+        first: Exception | None = None
+        for h in self.asynchronous:
+            try:
+                await call(h)
+            except Exception as exc:
+                failure = self._failed(h, hook, exc)
+                first = first or failure
+        return first
 
     def token_inline(self, chunk: AIMessageChunk) -> None:
-        """Per-chunk hook of the synchronous handlers (the hot path)."""
+        """Per-chunk hook of the synchronous handlers (the hot path: no closure per chunk)."""
         run = self.run
         text = chunk.content
         first: Exception | None = None
@@ -204,32 +230,7 @@ class RunCallbacks:
                 h.on_llm_new_token(text, chunk=chunk, run=run)
             except Exception as exc:
                 failure = self._failed(h, "on_llm_new_token", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
-
-    def _end_inline(self, message: AIMessage) -> None:
-        first: Exception | None = None
-        for h in self.sync:
-            try:
-                h.on_llm_end(message, run=self.run)
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_end", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
-
-    def _error_inline(self, error: BaseException) -> None:
-        first: Exception | None = None
-        for h in self.sync:
-            try:
-                h.on_llm_error(error, run=self.run)
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_error", exc)
-                if first is None:
-                    first = failure
+                first = first or failure
         if first is not None:
             raise first
 
@@ -239,82 +240,71 @@ class RunCallbacks:
         self.ended = True
         return True
 
+    # -- what each hook does to one handler ----------------------------------------------
+
+    def _start(self, messages: Sequence[BaseMessage]) -> tuple[_SyncCall, _AsyncCall]:
+        run = self.run
+        return (
+            lambda h: h.on_chat_model_start(messages, run=run),
+            lambda h: h.on_chat_model_start(messages, run=run),
+        )
+
+    def _token(self, chunk: AIMessageChunk) -> _AsyncCall:
+        run = self.run
+        text = chunk.content
+        return lambda h: h.on_llm_new_token(text, chunk=chunk, run=run)
+
+    def _end(self, message: AIMessage) -> tuple[_SyncCall, _AsyncCall]:
+        run = self.run
+        return (lambda h: h.on_llm_end(message, run=run), lambda h: h.on_llm_end(message, run=run))
+
+    def _error(self, error: BaseException) -> tuple[_SyncCall, _AsyncCall]:
+        run = self.run
+        return (
+            lambda h: h.on_llm_error(error, run=run),
+            lambda h: h.on_llm_error(error, run=run),
+        )
+
     # -- synchronous shell --------------------------------------------------------------
 
     def start_sync(self, messages: Sequence[BaseMessage]) -> None:
         """`on_chat_model_start` on every handler."""
-        first = _attempt(self._start_inline, messages)
-        for h in self.asynchronous:
-            try:
-                _drive(h.on_chat_model_start(messages, run=self.run))
-            except Exception as exc:
-                failure = self._failed(h, "on_chat_model_start", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        sync, asynchronous = self._start(messages)
+        first = self._each_sync("on_chat_model_start", sync)
+        _raise_first(first, self._each_async_driven("on_chat_model_start", asynchronous))
 
     def token_sync(self, chunk: AIMessageChunk) -> None:
         """`on_llm_new_token` on every handler."""
         first = _attempt(self.token_inline, chunk)
-        for h in self.asynchronous:
-            try:
-                _drive(h.on_llm_new_token(chunk.content, chunk=chunk, run=self.run))
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_new_token", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        _raise_first(first, self._each_async_driven("on_llm_new_token", self._token(chunk)))
 
     def end_sync(self, message: AIMessage) -> None:
         """`on_llm_end` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        first = _attempt(self._end_inline, message)
-        for h in self.asynchronous:
-            try:
-                _drive(h.on_llm_end(message, run=self.run))
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_end", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        sync, asynchronous = self._end(message)
+        first = self._each_sync("on_llm_end", sync)
+        _raise_first(first, self._each_async_driven("on_llm_end", asynchronous))
 
     def error_sync(self, error: BaseException) -> None:
         """`on_llm_error` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        first = _attempt(self._error_inline, error)
-        for h in self.asynchronous:
-            try:
-                _drive(h.on_llm_error(error, run=self.run))
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_error", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        sync, asynchronous = self._error(error)
+        first = self._each_sync("on_llm_error", sync)
+        _raise_first(first, self._each_async_driven("on_llm_error", asynchronous))
 
     # -- asynchronous shell -------------------------------------------------------------
 
     async def astart(self, messages: Sequence[BaseMessage], *, inline_done: bool = False) -> None:
         """`on_chat_model_start` on every handler (sync ones may have run already)."""
-        first = None if inline_done else _attempt(self._start_inline, messages)
-        for h in self.asynchronous:
-            try:
-                await h.on_chat_model_start(messages, run=self.run)
-            except Exception as exc:
-                failure = self._failed(h, "on_chat_model_start", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        sync, asynchronous = self._start(messages)
+        first = None if inline_done else self._each_sync("on_chat_model_start", sync)
+        _raise_first(first, await self._each_async("on_chat_model_start", asynchronous))
 
     def start_inline(self, messages: Sequence[BaseMessage]) -> None:
         """Only the synchronous handlers' start (where nothing can be awaited yet)."""
-        self._start_inline(messages)
+        _raise_first(self._each_sync("on_chat_model_start", self._start(messages)[0]), None)
 
     def error_inline(self, error: BaseException) -> None:
         """Only the synchronous handlers' error, unless the run already ended.
@@ -322,50 +312,39 @@ class RunCallbacks:
         For a run that failed before any asynchronous handler saw its start.
         """
         if self._mark_ended():
-            self._error_inline(error)
+            _raise_first(self._each_sync("on_llm_error", self._error(error)[0]), None)
 
     async def atoken(self, chunk: AIMessageChunk) -> None:
         """`on_llm_new_token` on every handler."""
         first = _attempt(self.token_inline, chunk)
-        for h in self.asynchronous:
-            try:
-                await h.on_llm_new_token(chunk.content, chunk=chunk, run=self.run)
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_new_token", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        _raise_first(first, await self._each_async("on_llm_new_token", self._token(chunk)))
 
     async def aend(self, message: AIMessage) -> None:
         """`on_llm_end` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        first = _attempt(self._end_inline, message)
-        for h in self.asynchronous:
-            try:
-                await h.on_llm_end(message, run=self.run)
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_end", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        sync, asynchronous = self._end(message)
+        first = self._each_sync("on_llm_end", sync)
+        _raise_first(first, await self._each_async("on_llm_end", asynchronous))
 
     async def aerror(self, error: BaseException) -> None:
         """`on_llm_error` on every handler, unless the run already ended."""
         if not self._mark_ended():
             return
-        first = _attempt(self._error_inline, error)
-        for h in self.asynchronous:
-            try:
-                await h.on_llm_error(error, run=self.run)
-            except Exception as exc:
-                failure = self._failed(h, "on_llm_error", exc)
-                if first is None:
-                    first = failure
-        if first is not None:
-            raise first
+        sync, asynchronous = self._error(error)
+        first = self._each_sync("on_llm_error", sync)
+        _raise_first(first, await self._each_async("on_llm_error", asynchronous))
+
+
+_SyncCall = Callable[[BaseCallbackHandler], None]
+_AsyncCall = Callable[[AsyncCallbackHandler], Coroutine[object, object, None]]
+
+
+def _raise_first(first: Exception | None, second: Exception | None) -> None:
+    """Raise the earliest `raise_error` failure, once every handler got its hook."""
+    failure = first or second
+    if failure is not None:
+        raise failure
 
 
 _A = TypeVar("_A")
