@@ -12,7 +12,7 @@ import math
 import operator
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, SupportsIndex, overload
+from typing import TYPE_CHECKING, Protocol, SupportsIndex, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import core_schema
@@ -354,10 +354,15 @@ class TokenLogprobList(Sequence[TokenLogprob]):
         )
 
 
-def concat_optional(
-    left: TokenLogprobList | None, right: TokenLogprobList | None
-) -> TokenLogprobList | None:
-    """`left + right` where None means "the server sent no list"."""
+class _Addable(Protocol):
+    def __add__(self: _T, other: _T, /) -> _T: ...
+
+
+_T = TypeVar("_T", bound=_Addable)
+
+
+def concat_optional(left: _T | None, right: _T | None) -> _T | None:
+    """`left + right` where None means "the server sent none" (token lists, whole logprobs)."""
     if left is None:
         return right
     if right is None:

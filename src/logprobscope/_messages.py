@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._construct import construct, construct_fields_set
-from ._logprobs import ChoiceLogprobs
+from ._logprobs import ChoiceLogprobs, concat_optional
 
 __all__ = [
     "AIMessage",
@@ -61,14 +61,7 @@ class ResponseMetadata(BaseModel):
             return NotImplemented
         mine = self.__dict__
         theirs = other.__dict__
-        left = mine["logprobs"]
-        right = theirs["logprobs"]
-        if left is None:
-            logprobs = right
-        elif right is None:
-            logprobs = left
-        else:
-            logprobs = left + right
+        logprobs = concat_optional(mine["logprobs"], theirs["logprobs"])
         # `construct`, not `model_construct`: this runs once per `agg + chunk` (hot path).
         return construct(
             ResponseMetadata,
