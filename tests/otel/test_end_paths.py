@@ -32,7 +32,7 @@ def _no_double_end(caplog: pytest.LogCaptureFixture) -> object:
     """The SDK logs a warning when a span is ended twice or changed after its end."""
     caplog.set_level(logging.WARNING, logger="opentelemetry")
     yield
-    bad = [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")]
+    bad = [r.getMessage() for r in caplog.get_records("call") if r.name.startswith("opentelemetry")]
     assert not bad, bad
 
 
