@@ -356,7 +356,10 @@ def test_batch_calls_are_children_of_the_caller(
         model.batch(["a", "b", "c"], callbacks=[handler])
     chats = telemetry.spans("chat gpt-4o")
     assert len(chats) == 3
-    assert {c.parent.span_id for c in chats if c.parent} == {request.get_span_context().span_id}
+    # Every call's parent, one by one: a root span among them must fail the test.
+    assert [c.parent.span_id if c.parent else None for c in chats] == [
+        request.get_span_context().span_id
+    ] * 3
 
 
 async def test_async_parent_kept_across_tasks(
@@ -377,7 +380,9 @@ async def test_async_parent_kept_across_tasks(
     assert await asyncio.create_task(consume()) > 0
     chats = telemetry.spans("chat gpt-4o")
     assert len(chats) == 4
-    assert {c.parent.span_id for c in chats if c.parent} == {request.get_span_context().span_id}
+    assert [c.parent.span_id if c.parent else None for c in chats] == [
+        request.get_span_context().span_id
+    ] * 4
 
 
 def test_no_parent_gives_a_root_span(
