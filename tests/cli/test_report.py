@@ -96,11 +96,14 @@ def test_summary_computed_when_attributes_are_missing(tmp_path: Path) -> None:
 
 
 def test_several_calls_and_files_sorted_by_start(tmp_path: Path) -> None:
-    a = write_call(tmp_path / "a.jsonl", SEED_TOP, model="m-a")
-    write_call(a, SEED_TOP[:2], model="m-b", stream=False)
-    b = write_call(tmp_path / "b.jsonl", HOSTILE_TOKENS, model="m-c")
+    # Start times out of line and file order: only a sort by start gives m-a, m-b, m-c.
+    second = 1_000_000_000
+    a = write_call(tmp_path / "a.jsonl", SEED_TOP, model="m-c", start=3 * second)
+    write_call(a, SEED_TOP[:2], model="m-a", stream=False, start=1 * second)
+    b = write_call(tmp_path / "b.jsonl", HOSTILE_TOKENS, model="m-b", start=2 * second)
     found = read_traces([a, b])
-    assert sorted(c.model for c in found.calls) == ["m-a", "m-b", "m-c"]
+    assert [c.model for c in found.calls] == ["m-a", "m-b", "m-c"]
+    assert [c.start_unix_nano for c in found.calls] == [second, 2 * second, 3 * second]
     assert found.sources == (str(a), str(b))
 
 
