@@ -8,6 +8,7 @@ scrape, so that `rate()` and `increase()` have something to see.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -38,6 +39,9 @@ def _round(model: ChatOpenAI, server: ReplayServer) -> None:
 def test_promtool_accepts_every_query(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
+        # The e2e tier's rule: in CI (LOGPROBSCOPE_REQUIRE_E2E=1) a missing tool fails.
+        if os.environ.get("LOGPROBSCOPE_REQUIRE_E2E") == "1":
+            pytest.fail("promtool is not installed (LOGPROBSCOPE_REQUIRE_E2E=1)")
         pytest.skip("promtool is not installed")
     rules = ["groups:", "  - name: dashboard", "    rules:"]
     for i, (_, expr) in enumerate(queries(load_dashboard())):
