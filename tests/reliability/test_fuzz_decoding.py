@@ -12,8 +12,10 @@ import json
 import math
 
 import openai
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic_core import PydanticSerializationError
 
 from logprobscope import AIMessage, AIMessageChunk
 from logprobscope._sse import DONE, SSEParser
@@ -55,6 +57,17 @@ token_entry = st.fixed_dictionaries(
         "extra_field": json_values,
     },
 )
+choice_logprobs = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "content": st.one_of(st.none(), st.lists(token_entry, max_size=4)),
+            "refusal": st.one_of(st.none(), st.lists(token_entry, max_size=2)),
+        },
+    ),
+    json_scalars,
+)
 choice = st.fixed_dictionaries(
     {},
     optional={
@@ -63,17 +76,27 @@ choice = st.fixed_dictionaries(
             st.fixed_dictionaries({}, optional={"content": st.one_of(strange_text, json_scalars)}),
             json_scalars,
         ),
-        "logprobs": st.one_of(
-            st.none(),
+        "logprobs": choice_logprobs,
+        "finish_reason": st.one_of(st.none(), st.text(max_size=6), json_scalars),
+    },
+)
+# A non-streamed answer's choice: a "message" where a chunk has its "delta".
+completion_choice = st.fixed_dictionaries(
+    {
+        "message": st.one_of(
             st.fixed_dictionaries(
-                {},
+                {"content": st.one_of(strange_text, json_scalars)},
                 optional={
-                    "content": st.one_of(st.none(), st.lists(token_entry, max_size=4)),
-                    "refusal": st.one_of(st.none(), st.lists(token_entry, max_size=2)),
+                    "role": st.one_of(st.just("assistant"), json_scalars),
+                    "refusal": st.one_of(st.none(), strange_text),
                 },
             ),
             json_scalars,
         ),
+    },
+    optional={
+        "index": st.one_of(st.just(0), st.integers(0, 3), json_scalars),
+        "logprobs": choice_logprobs,
         "finish_reason": st.one_of(st.none(), st.text(max_size=6), json_scalars),
     },
 )
@@ -100,12 +123,47 @@ chunk_body = st.one_of(
     ),
     json_values,
 )
+usage_body = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "prompt_tokens": json_scalars,
+            "completion_tokens": json_scalars,
+            "total_tokens": json_scalars,
+        },
+    ),
+    json_scalars,
+)
+completion_body = st.fixed_dictionaries(
+    {"choices": st.one_of(st.lists(completion_choice, min_size=1, max_size=3), json_scalars)},
+    optional={
+        "id": st.one_of(st.text(max_size=5), json_scalars),
+        "model": st.one_of(st.text(max_size=5), json_scalars),
+        "usage": usage_body,
+        "unknown": json_values,
+    },
+)
+
+
+def _has_lone_surrogate(message: AIMessage) -> bool:
+    try:
+        json.dumps(message.model_dump(), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_usable(message: AIMessage) -> None:
     # Everything a user or a handler does with the result must work.
     message.model_dump()
-    message.model_dump_json()
+    if _has_lone_surrogate(message):
+        # A known bug, pinned by test_lone_surrogates_survive_a_json_dump (strict xfail):
+        # until it is fixed such a message cannot be dumped to JSON. Remove this branch then.
+        with pytest.raises(PydanticSerializationError):
+            message.model_dump_json()
+    else:
+        message.model_dump_json()
     repr(message)
     logprobs = message.response_metadata.logprobs
     if logprobs is not None and logprobs.content is not None:
@@ -191,13 +249,30 @@ def test_truncated_streams(bodies: list[object], cut: int) -> None:
     _check_usable(message)
 
 
-@settings(max_examples=200, deadline=None)
-@given(chunk_body)
-def test_whole_completion_bodies(body: object) -> None:
-    if not isinstance(body, dict):
-        return
-    message = message_from_completion(body)
+def _choice_zero(body: dict[str, object]) -> object:
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        for item in choices:
+            if isinstance(item, dict) and item.get("index", 0) == 0:
+                return item
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(completion_body)
+@example({"choices": [{"message": {"content": 5}}]})  # not a string: no text, not 5
+@example({"choices": [{"index": 1, "message": {"content": "no"}}, {"message": {"content": "a"}}]})
+@example({"choices": [{"message": {"content": "x"}, "logprobs": {"content": [{"token": 1}]}}]})
+def test_whole_completion_bodies(body: dict[str, object]) -> None:
+    # Non-streamed bodies: choices with a "message" (chunk bodies have none, and would leave
+    # the message's decoding unfuzzed).
+    message = message_from_completion(json.loads(json.dumps(body, allow_nan=True)))
     _check_usable(message)
+    assert isinstance(message.content, str)
+    first = _choice_zero(body)
+    sent = first.get("message") if isinstance(first, dict) else None
+    text = sent.get("content") if isinstance(sent, dict) else None
+    assert message.content == (text if isinstance(text, str) else "")
 
 
 def test_huge_top_logprobs_list() -> None:
@@ -230,3 +305,23 @@ def test_non_standard_json_numbers_are_kept() -> None:
     assert token.top_logprobs[0].logprob == -9999.0
     assert math.isnan(token.top_logprobs[1].logprob)
     message.model_dump_json()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=PydanticSerializationError,
+    reason="src bug: a lone surrogate decoded from a JSON escape (\\ud800) is kept in the "
+    "content and token texts, and model_dump_json() then raises",
+)
+def test_lone_surrogates_survive_a_json_dump() -> None:
+    # JSON may escape a lone surrogate; json.loads (and so every server answer) accepts it.
+    entry = b'{"token": "\\ud800", "logprob": -0.5, "bytes": [237, 160, 128]}'
+    completion = b'{"choices": [{"index": 0, "message": {"content": "a\\ud800"}, '
+    completion += b'"logprobs": {"content": [' + entry + b"]}}]}"
+    message = message_from_completion(json.loads(completion))
+    chunk = b'{"choices": [{"index": 0, "delta": {"content": "a\\ud800"}, '
+    chunk += b'"logprobs": {"content": [' + entry + b"]}}]}"
+    _chunks, streamed = _decode(b"data: " + chunk + b"\n\ndata: [DONE]\n\n", [])
+    for decoded in (message, streamed):
+        assert decoded.content == "a\ud800"
+        decoded.model_dump_json()  # the documented promise: every result dumps
