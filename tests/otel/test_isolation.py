@@ -39,18 +39,25 @@ def test_failing_exporter(
     make_model: ModelFactory, server: ReplayServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Failing(SpanExporter):
+        def __init__(self) -> None:
+            self.attempts = 0
+
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            self.attempts += 1
             raise Boom("exporter down")
 
         def shutdown(self) -> None:
             pass
 
+    exporter = Failing()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(Failing()))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     handler = OpenTelemetryCallbackHandler(tracer_provider=provider)
     with caplog.at_level(logging.ERROR):
         _use(make_model(server, logprobs=True), handler)
     assert handler.active_calls == 0
+    assert exporter.attempts == 2  # both spans reached the failing exporter
+    assert any(r.exc_info and isinstance(r.exc_info[1], Boom) for r in caplog.records)
     provider.shutdown()
 
 
@@ -85,7 +92,10 @@ def test_failing_instruments(
     for name in _core._Instruments.__slots__:
         monkeypatch.setattr(instruments, name, _FailingInstrument())
     _use(make_model(server, logprobs=True), handler)
-    for span in telemetry.spans():
+    spans = telemetry.spans()
+    # Both spans still end, whole (summary attributes set), and not as failures.
+    assert sorted((s.attributes or {}).get("logprobs.token_count", -1) for s in spans) == [19, 37]
+    for span in spans:
         assert span.status.status_code is StatusCode.UNSET
 
 
