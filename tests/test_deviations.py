@@ -153,9 +153,16 @@ def test_each_llama_deviation_alone(
     server = make_server([SEED_STREAM], deviations=deviations)
     model = make_model(server, logprobs=True)
     message = model.invoke("hi")
-    agg = _agg(list(model.stream("hi")))
+    chunks = list(model.stream("hi"))
+    agg = _agg(chunks)
     assert agg.content == message.content == SEED_TEXT
     assert agg.response_metadata.logprobs == message.response_metadata.logprobs
+    # The deviation is there, and only it (else this test would check an OpenAI server).
+    assert all(t.bytes is None for t in _tokens(message)) is deviations.bytes_null
+    assert all(t.bytes is None for t in _tokens(agg)) is deviations.bytes_null
+    assert (chunks[0].response_metadata.logprobs is None) is deviations.null_logprobs_on_edges
+    assert (agg.usage_metadata is None) is deviations.ignore_include_usage
+    assert message.usage_metadata is not None  # a non-streamed answer keeps its usage
     if not deviations.ignore_include_usage:
         assert agg.usage_metadata == message.usage_metadata
 
