@@ -138,10 +138,15 @@ def test_raw_client_and_our_model_emit_the_same_telemetry(
     _create(client)
     for _ in _stream(client):
         pass
+    # Two calls each: equal because both recorded them, not because both recorded nothing.
+    assert [s.attributes["gen_ai.request.stream"] for s in ours.spans()] == [False, True]  # type: ignore[index]
+    assert [len(s.events) for s in ours.spans()] == [25, 25]
     for got, want in zip(raw.spans(), ours.spans(), strict=True):
         assert attributes(got) == attributes(want)
         assert events(got) == events(want)
-    assert_same_metrics(metric_summary(raw), metric_summary(ours))
+    want_metrics = metric_summary(ours)
+    assert want_metrics["logprobs.token.probability"][0] == 50
+    assert_same_metrics(metric_summary(raw), want_metrics)
 
 
 # -- every way a stream ends, exactly once -----------------------------------------------------
