@@ -59,6 +59,14 @@ def _export_strings(telemetry: Telemetry) -> list[str]:
     return strings
 
 
+def _assert_exported_tokens(telemetry: Telemetry) -> None:
+    """The three calls were recorded, every token with its logprob (text or not)."""
+    spans = telemetry.spans()
+    assert len(spans) == 3
+    for span in spans:
+        assert len(reassemble(span.events)) == len(WORDS)
+
+
 def test_off_by_default_nothing_anywhere(
     telemetry: Telemetry,
     make_server: ServerFactory,
@@ -110,6 +118,7 @@ def test_env_values_that_keep_it_off(
 ) -> None:
     monkeypatch.setenv(ENV, value)
     _run(telemetry, make_server, make_model)
+    _assert_exported_tokens(telemetry)  # so that the text's absence means something
     assert "ñandú" not in _export_strings(telemetry)
 
 
@@ -121,6 +130,7 @@ def test_the_flag_wins_over_the_environment(
 ) -> None:
     monkeypatch.setenv(ENV, "true")
     _run(telemetry, make_server, make_model, capture_content=False)
+    _assert_exported_tokens(telemetry)
     assert "ñandú" not in _export_strings(telemetry)
 
 
