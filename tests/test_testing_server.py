@@ -431,7 +431,9 @@ def test_llama_cpp_deviations() -> None:
             model=MODEL, messages=MESSAGES, logprobs=True, top_logprobs=2
         )
         assert reply.choices[0].logprobs is not None
-        for entry in reply.choices[0].logprobs.content or []:
+        answered = reply.choices[0].logprobs.content or []
+        assert len(answered) == len(seed_entries(SEED_TOP_LOGPROBS))  # the loop checks them all
+        for entry in answered:
             assert entry.bytes is None
             assert [alt.bytes for alt in entry.top_logprobs] == [None, None]
 
