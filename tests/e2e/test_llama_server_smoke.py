@@ -183,13 +183,17 @@ def test_logprobs_without_top_logprobs_is_null(api: Api) -> None:
 
 def test_top_logprobs_zero_returns_the_chosen_token(api: Api) -> None:
     # Deviation 5: OpenAI returns no alternatives for 0; llama-cpp-python returns one.
-    for entry in _entries(_non_stream(api, top_logprobs=0)):
+    entries = _entries(_non_stream(api, top_logprobs=0))
+    assert len(entries) == MAX_TOKENS  # every token is checked below
+    for entry in entries:
         assert [alt.token for alt in entry.top_logprobs] == [entry.token]
 
 
 def test_top_logprobs_above_openai_limit_is_accepted(api: Api) -> None:
     # OpenAI rejects top_logprobs > 20 with HTTP 400; llama-cpp-python returns them all.
-    for entry in _entries(_non_stream(api, top_logprobs=25)):
+    entries = _entries(_non_stream(api, top_logprobs=25))
+    assert len(entries) == MAX_TOKENS
+    for entry in entries:
         assert len(entry.top_logprobs) == 25
 
 
