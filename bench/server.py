@@ -13,9 +13,18 @@ token with its logprob and 3 top alternatives, in OpenAI's wire format:
 * otherwise: one `chat.completion` with the same N tokens (Content-Length).
 
 Whole responses (head and body) are built once per (N, stream) and then written with one
-`sendall`; connections are kept alive, as the SDK's pool expects. This is deliberately not
-`logprobscope.testing.ReplayServer`: that one renders per request with switches for
-deviations and faults, while here the per-request cost must be a dictionary lookup.
+`sendall`; connections are kept alive, as the SDK's pool expects.
+
+Pacing (off by default): `--ttft-ms F` waits F ms before the first SSE event of a stream (the
+head goes out with it) and before a non-streamed answer; `--chunk-ms F` waits F ms between
+consecutive SSE events (role, tokens, finish, usage, `[DONE]`), so a streamed answer of N
+tokens takes about ttft + (N + 3) * chunk ms, roughly like a hosted model. A paced stream is
+written as its pre-serialised HTTP chunks one by one with `time.sleep` in between (the
+connection's thread sleeps, it burns no CPU); unpaced, the single `sendall` is unchanged.
+
+This is deliberately not `logprobscope.testing.ReplayServer`: that one renders per request
+with switches for deviations and faults, while here the per-request cost must be a
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import re
 import socket
 import sys
 import threading
+import time
 
 __all__ = ["completion_body", "serve", "stream_events"]
 
@@ -164,18 +174,24 @@ def completion_body(n: int) -> str:
 _COMMON = "x-request-id: req_bench\r\nopenai-processing-ms: 1\r\nconnection: keep-alive\r\n"
 
 
-def _stream_response(n: int) -> bytes:
-    parts = [
-        (
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-            "transfer-encoding: chunked\r\n" + _COMMON + "\r\n"
-        ).encode()
-    ]
+def _stream_writes(n: int) -> list[bytes]:
+    """A streamed answer as one write per SSE event: the head goes with the first event, the
+    chunked-transfer terminator with the last (`[DONE]`)."""
+    head = (
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+        "transfer-encoding: chunked\r\n" + _COMMON + "\r\n"
+    ).encode()
+    writes: list[bytes] = []
     for payload in [*stream_events(n), "[DONE]"]:
         frame = f"data: {payload}\n\n".encode()
-        parts.append(b"%x\r\n%s\r\n" % (len(frame), frame))
-    parts.append(b"0\r\n\r\n")
-    return b"".join(parts)
+        writes.append(b"%x\r\n%s\r\n" % (len(frame), frame))
+    writes[0] = head + writes[0]
+    writes[-1] += b"0\r\n\r\n"
+    return writes
+
+
+def _stream_response(n: int) -> bytes:
+    return b"".join(_stream_writes(n))
 
 
 def _json_response(n: int) -> bytes:
@@ -213,7 +229,37 @@ def _answer(body: bytes) -> bytes:
     return response
 
 
-def _serve_connection(conn: socket.socket) -> None:
+_paced_cache: dict[int, list[bytes]] = {}
+
+
+def _paced_writes(body: bytes) -> tuple[bool, list[bytes]]:
+    """(is the answer a model's, its writes): one per SSE event for a stream, else one."""
+    match = _MODEL_RE.search(body)
+    if match is None:
+        return False, [_error_response(404, 'use "model": "bench-<N>"')]
+    n = int(match.group(1))
+    if _STREAM_RE.search(body) is None:
+        return True, [_answer(body)]
+    with _cache_lock:
+        writes = _paced_cache.get(n)
+        if writes is None:
+            writes = _paced_cache[n] = _stream_writes(n)
+    return True, writes
+
+
+def _send_paced(conn: socket.socket, body: bytes, ttft: float, gap: float) -> None:
+    """Write an answer at a model's pace: `ttft` s before the first event, `gap` s between."""
+    is_model, writes = _paced_writes(body)
+    if is_model and ttft > 0:
+        time.sleep(ttft)
+    for i, data in enumerate(writes):
+        if i and gap > 0:
+            time.sleep(gap)
+        conn.sendall(data)
+
+
+def _serve_connection(conn: socket.socket, ttft: float = 0.0, gap: float = 0.0) -> None:
+    paced = ttft > 0 or gap > 0
     buf = b""
     with conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -236,21 +282,36 @@ def _serve_connection(conn: socket.socket) -> None:
                 buf += data
             body, buf = buf[:length], buf[length:]
             try:
-                conn.sendall(_answer(body))
+                if paced:
+                    _send_paced(conn, body, ttft, gap)
+                else:
+                    conn.sendall(_answer(body))
             except OSError:
                 return
 
 
-def serve(port: int = 0, *, warm: tuple[int, ...] = ()) -> None:
-    """Listen on 127.0.0.1 and answer forever; print `PORT <n>` once the answers are ready."""
+def serve(
+    port: int = 0, *, warm: tuple[int, ...] = (), ttft_ms: float = 0.0, chunk_ms: float = 0.0
+) -> None:
+    """Listen on 127.0.0.1 and answer forever; print `PORT <n>` once the answers are ready.
+
+    `ttft_ms` / `chunk_ms` pace the answers like a model (see the module's docstring).
+    """
+    if ttft_ms < 0 or chunk_ms < 0:
+        raise ValueError("ttft_ms and chunk_ms must be >= 0")
+    paced = ttft_ms > 0 or chunk_ms > 0
     for n in warm:
         for stream in (True, False):
-            _answer(f'{{"model":"bench-{n}","stream":{"true" if stream else "false"}}}'.encode())
+            body = f'{{"model":"bench-{n}","stream":{"true" if stream else "false"}}}'.encode()
+            _answer(body)
+            if paced:
+                _paced_writes(body)
     listener = socket.create_server(("127.0.0.1", port), backlog=128)
     print(f"PORT {listener.getsockname()[1]}", flush=True)
+    args = (ttft_ms / 1e3, chunk_ms / 1e3)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=_serve_connection, args=(conn,), daemon=True).start()
+        threading.Thread(target=_serve_connection, args=(conn, *args), daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,9 +320,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warm", type=int, nargs="*", default=[], help="pre-build answers of these sizes"
     )
+    parser.add_argument(
+        "--ttft-ms",
+        type=float,
+        default=0.0,
+        help="delay before a stream's first SSE event and before a non-streamed answer",
+    )
+    parser.add_argument(
+        "--chunk-ms", type=float, default=0.0, help="delay between consecutive SSE events"
+    )
     args = parser.parse_args(argv)
     try:
-        serve(args.port, warm=tuple(args.warm))
+        serve(args.port, warm=tuple(args.warm), ttft_ms=args.ttft_ms, chunk_ms=args.chunk_ms)
     except KeyboardInterrupt:
         pass
     return 0
