@@ -68,17 +68,34 @@ choice_logprobs = st.one_of(
     ),
     json_scalars,
 )
-choice = st.fixed_dictionaries(
-    {},
-    optional={
-        "index": st.one_of(st.integers(0, 3), json_scalars),
-        "delta": st.one_of(
-            st.fixed_dictionaries({}, optional={"content": st.one_of(strange_text, json_scalars)}),
-            json_scalars,
+# Choice 0 with text and tokens: left to chance alone, no example of 300 had any (every
+# answer was empty), and the token and text paths went unfuzzed.
+plausible_choice = st.fixed_dictionaries(
+    {
+        "index": st.just(0),
+        "delta": st.fixed_dictionaries({"content": strange_text}),
+        "logprobs": st.fixed_dictionaries(
+            {"content": st.lists(token_entry, min_size=1, max_size=4)}
         ),
-        "logprobs": choice_logprobs,
-        "finish_reason": st.one_of(st.none(), st.text(max_size=6), json_scalars),
     },
+    optional={"finish_reason": st.one_of(st.none(), st.text(max_size=6), json_scalars)},
+)
+choice = st.one_of(
+    plausible_choice,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "index": st.one_of(st.integers(0, 3), json_scalars),
+            "delta": st.one_of(
+                st.fixed_dictionaries(
+                    {}, optional={"content": st.one_of(strange_text, json_scalars)}
+                ),
+                json_scalars,
+            ),
+            "logprobs": choice_logprobs,
+            "finish_reason": st.one_of(st.none(), st.text(max_size=6), json_scalars),
+        },
+    ),
 )
 # A non-streamed answer's choice: a "message" where a chunk has its "delta".
 completion_choice = st.fixed_dictionaries(
@@ -122,6 +139,10 @@ chunk_body = st.one_of(
         },
     ),
     json_values,
+    st.fixed_dictionaries(
+        {"choices": st.lists(plausible_choice, min_size=1, max_size=2)},
+        optional={"id": st.text(max_size=5), "model": st.text(max_size=5)},
+    ),
 )
 usage_body = st.one_of(
     st.none(),
