@@ -413,6 +413,36 @@ def test_chunks_of_several_tokens_share_their_arrival_time(
     assert sum(bool(c.content) for c in chunks) == 3
 
 
+def test_token_and_chunk_observations_are_recorded_as_chunks_arrive(
+    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+) -> None:
+    # Recorded in the gaps between chunks, not all after the last one.
+    completion = make_completion([f" t{i}" for i in range(6)], k=2, seed=5)
+    handler = telemetry.handler()
+    model = make_model(make_server([completion]), logprobs=True, top_logprobs=2)
+
+    def counts() -> tuple[int, int]:
+        metrics = telemetry.metrics()
+        out = []
+        for name in ("logprobs.token.probability", "gen_ai.client.operation.time_per_output_chunk"):
+            metric = metrics.get(name)
+            out.append(sum(p.count for p in histogram_points(metric)) if metric else 0)
+        return out[0], out[1]
+
+    seen: list[tuple[int, int, int]] = []
+    tokens = 0
+    for chunk in model.stream("hi", callbacks=[handler]):
+        logprobs = chunk.response_metadata.logprobs
+        tokens += len(logprobs.content) if logprobs is not None and logprobs.content else 0
+        seen.append((tokens, *counts()))
+    # The role chunk carries the response model; from then on each chunk is observed when it
+    # arrives: its tokens, and the gap since the chunk before it.
+    assert len(seen) >= 7
+    for j, (tokens_so_far, probabilities, gaps) in enumerate(seen):
+        assert (probabilities, gaps) == (tokens_so_far, j), seen
+    assert counts()[0] == 6
+
+
 def test_one_handler_many_models(
     telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
 ) -> None:

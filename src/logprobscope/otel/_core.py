@@ -54,8 +54,6 @@ _DEFAULT_MAX_EVENTS = 128
 # Slots kept for `logprobs.tokens` batches once `tokens` mode has used its share.
 _MAX_BATCH_SLOTS = 12
 _MIN_BATCH_TOKENS = 64
-# Buffered metric observations are recorded in groups of this size (bounded memory).
-_FLUSH_OBSERVATIONS = 64
 
 # A context whose span is invalid: no exemplar is sampled from it. (An empty Context would
 # not do: the SDK takes a falsy context as "none given" and uses the current one.)
@@ -388,6 +386,7 @@ class CallTelemetry:
         "_last_ts",
         "_probabilities",
         "_chunk_times",
+        "_model_attrs",
         "_token_events_left",
         "_batch_slots",
         "_events_used",
@@ -436,6 +435,7 @@ class CallTelemetry:
         self._last_ts = 0
         self._probabilities: array[float] = array("d")
         self._chunk_times: array[float] = array("d")
+        self._model_attrs: dict[str, AttributeValue] | None = None
         self._pending: list[_Segment] = []
         self._pending_count = 0
         self._pending_index = 0
@@ -601,6 +601,7 @@ class CallTelemetry:
             return
         try:
             self._chunk()
+            self._observe()
         except Exception:
             self._failed("add_chunk")
 
@@ -608,10 +609,7 @@ class CallTelemetry:
         now = time.perf_counter_ns()
         last = self._last_chunk_perf
         if last:
-            times = self._chunk_times
-            times.append((now - last) / 1e9)
-            if len(times) >= _FLUSH_OBSERVATIONS and self._response_model is not None:
-                self._flush_observations()
+            self._chunk_times.append((now - last) / 1e9)
         else:
             self._first_chunk_perf = now
         self._last_chunk_perf = now
@@ -630,6 +628,7 @@ class CallTelemetry:
                 self._chunk()
             if stop > start:
                 self._add(buf, start, stop, time_ns)
+            self._observe()
         except Exception:
             self._failed("add_columns")
 
@@ -645,12 +644,12 @@ class CallTelemetry:
         try:
             if self._stream:
                 self._chunk()
-            if not entries:
-                return
-            buf = TokenBuffer()
-            buf.append_json([e if isinstance(e, dict) else dict(e) for e in entries])
-            if len(buf):
-                self._add(buf, 0, len(buf), time_ns)
+            if entries:
+                buf = TokenBuffer()
+                buf.append_json([e if isinstance(e, dict) else dict(e) for e in entries])
+                if len(buf):
+                    self._add(buf, 0, len(buf), time_ns)
+            self._observe()
         except Exception:
             self._failed("add_entries")
 
@@ -712,10 +711,8 @@ class CallTelemetry:
             time_ns = self._last_ts  # a wall clock stepping back: keep the timeline ordered
         self._last_ts = time_ns
         index = self._stats.count
-        probabilities = self._probabilities
-        before = len(probabilities)
         self._stats.add_columns(
-            buf.logprobs, buf.top_logprobs, buf.top_offsets, start, stop, probabilities
+            buf.logprobs, buf.top_logprobs, buf.top_offsets, start, stop, self._probabilities
         )
         if self._recording:
             mode = self._mode
@@ -735,9 +732,6 @@ class CallTelemetry:
                 self._batch(buf, start, stop, index, time_ns)
             elif mode == n.MODE_LOW_CONFIDENCE:
                 self._low_confidence_events(buf, start, stop, index, time_ns)
-        if len(probabilities) - before and len(probabilities) >= _FLUSH_OBSERVATIONS:
-            if self._response_model is not None:
-                self._flush_observations()
 
     def _token_events(
         self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int
@@ -872,10 +866,20 @@ class CallTelemetry:
     # -- metrics --------------------------------------------------------------------------
 
     def _metric_attributes(self) -> dict[str, AttributeValue]:
-        attrs = self._attrs
-        if self._response_model is not None:
-            attrs = {**attrs, n.GEN_AI_RESPONSE_MODEL: self._response_model}
-        return attrs
+        model = self._response_model
+        if model is None:
+            return self._attrs
+        cached = self._model_attrs
+        if cached is None or cached[n.GEN_AI_RESPONSE_MODEL] != model:
+            cached = self._model_attrs = {**self._attrs, n.GEN_AI_RESPONSE_MODEL: model}
+        return cached
+
+    def _observe(self) -> None:
+        # Once the response model (a metric attribute) is known, each chunk's observations
+        # are recorded as it arrives: on a real stream that work fits in the gaps between
+        # chunks instead of piling up after the last one.
+        if self._response_model is not None and (self._probabilities or self._chunk_times):
+            self._flush_observations()
 
     def _flush_observations(self) -> None:
         instruments = self._instruments()
