@@ -7,12 +7,14 @@ them once, and this test process must stay clean for the others.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -284,6 +286,76 @@ def test_unreachable_collector_does_not_slow_the_call(
     start = time.perf_counter()
     unreachable.shutdown()
     assert time.perf_counter() - start < 15
+
+
+class _Holding(http.server.BaseHTTPRequestHandler):
+    """A collector that reads each export and never answers it."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.release.wait(60)  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def holding_collector() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Holding)
+    server.daemon_threads = True
+    server.release = threading.Event()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.release.set()  # type: ignore[attr-defined]
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("collector", ["holding", "down"])
+def test_shutdown_is_bounded_when_the_collector_does_not_answer(
+    collector: str,
+    holding_collector: str,
+    make_model: ModelFactory,
+    server: ReplayServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the SDK's defaults (10 s export timeout) its own shutdown takes 14-20 s here; 2 s
+    # still takes several, and lets the stopping finish (below) before the next test runs.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+    endpoint = holding_collector if collector == "holding" else f"http://127.0.0.1:{_closed_port()}"
+    handle = configure_telemetry(service_name="bounded", otlp_endpoint=endpoint, set_global=False)
+    handler = OpenTelemetryCallbackHandler(
+        tracer_provider=handle.tracer_provider, meter_provider=handle.meter_provider
+    )
+    model = make_model(server, logprobs=True)
+    for _ in range(3):
+        model.invoke("hi", callbacks=[handler])
+    start = time.perf_counter()
+    finished = handle.shutdown(timeout=0.5)
+    took = time.perf_counter() - start
+    assert finished is False
+    assert 0.5 <= took < 1.5, took
+    assert handle.is_shut_down and handle.shutdown(timeout=0.5) is True  # idempotent
+    assert any("did not finish" in r.getMessage() for r in caplog.get_records("call"))
+    # The stopping went on in the background; let it end so its export errors are not
+    # logged into the next test.
+    for thread in threading.enumerate():
+        if thread.name == "logprobscope-telemetry-shutdown":
+            thread.join(30)
+            assert not thread.is_alive()
+
+
+def test_shutdown_timeout_is_checked(handles: list[TelemetryHandle]) -> None:
+    handle = _configure(handles, span_exporters=[InMemorySpanExporter()])
+    with pytest.raises(ValueError, match="timeout"):
+        handle.shutdown(timeout=-1)
+    assert not handle.is_shut_down
+    assert handle.shutdown(timeout=5) is True
 
 
 GLOBAL_SCRIPT = textwrap.dedent(

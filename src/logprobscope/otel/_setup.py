@@ -93,17 +93,50 @@ class TelemetryHandle:
                     ok = False
         return ok
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, timeout: float | None = 5.0) -> bool:
         """Flush and stop the providers, exporters and the Prometheus endpoint (idempotent).
+
+        Waits at most `timeout` seconds (None: as long as the SDK takes, which with a
+        collector that is down or slow is its export timeout per queued batch, 10 s or
+        more each). Telemetry not exported by then is dropped, with a warning, and the
+        stopping goes on in a daemon thread, so a dead collector never holds up the
+        program's exit. Returns True if everything stopped within the time.
 
         The providers stay installed as globals if they were (OpenTelemetry cannot replace
         them), but record nothing anymore.
         """
         global _global_handle
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"timeout must be >= 0 seconds or None, not {timeout!r}")
         with self._lock:
             if self._shut_down:
-                return
+                return True
             self._shut_down = True
+        with _global_lock:
+            if _global_handle is self:
+                _global_handle = None
+        try:
+            if timeout is None:
+                self._stop()
+                return True
+            worker = threading.Thread(
+                target=self._stop, name="logprobscope-telemetry-shutdown", daemon=True
+            )
+            worker.start()
+            worker.join(timeout)
+        finally:
+            if self._prometheus is not None:
+                self._prometheus.stop()  # the port is freed now, whatever the exporters do
+        if worker.is_alive():
+            logger.warning(
+                "telemetry shutdown did not finish in %.3g s (the collector is slow or down); "
+                "what was not exported yet is dropped",
+                timeout,
+            )
+            return False
+        return True
+
+    def _stop(self) -> None:
         for provider in (self.tracer_provider, self.meter_provider):
             stop = getattr(provider, "shutdown", None)
             if stop is not None:
@@ -111,11 +144,6 @@ class TelemetryHandle:
                     stop()
                 except Exception:
                     logger.warning("shutting down telemetry failed", exc_info=True)
-        if self._prometheus is not None:
-            self._prometheus.stop()
-        with _global_lock:
-            if _global_handle is self:
-                _global_handle = None
 
 
 class _PrometheusServer:
