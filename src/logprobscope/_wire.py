@@ -21,6 +21,7 @@ from ._messages import (
     _TextSlice,
 )
 from ._messages import make_chunk as _make_chunk
+from ._text import valid_json
 
 __all__ = ["StreamAccumulator", "loads", "message_from_completion", "usage_from_json"]
 
@@ -30,13 +31,14 @@ def loads(payload: bytes) -> object:
 
     Where it succeeds its result equals the stdlib's; where it fails (invalid JSON, but
     also lone surrogates or a BOM, which the stdlib accepts) the stdlib decides, so the
-    result or exception is exactly `json.loads`'s. It also shares equal short strings
-    between events (token texts), which the stream's buffers keep.
+    result or exception is `json.loads`'s, except that escaped lone surrogates become
+    U+FFFD (see `_text`): results must always dump to JSON. It also shares equal short
+    strings between events (token texts), which the stream's buffers keep.
     """
     try:
         return from_json(payload)
     except ValueError:
-        return json.loads(payload)
+        return valid_json(json.loads(payload))
 
 
 def _str_or_none(value: object) -> str | None:

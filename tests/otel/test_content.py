@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from logprobscope import HumanMessage, SystemMessage
+from logprobscope.otel import LogprobTelemetry
 from logprobscope.testing import Completion, make_completion
 
 from ..conftest import ModelFactory, ServerFactory
@@ -174,3 +176,39 @@ def test_on_with_the_flag(
         for point in metric.data.data_points:
             values = {str(v) for v in (point.attributes or {}).values()}
             assert not values & _texts(completion)
+
+
+@pytest.mark.parametrize("events", ["tokens", "batched"])
+def test_lone_surrogates_never_reach_the_exporter(telemetry: Telemetry, events: str) -> None:
+    # The LangChain and raw-SDK entry points hand over the stdlib's decoding, where an
+    # escaped lone surrogate survives; the OTLP encoder refuses it, which would lose the
+    # whole export batch (every other call's spans in it). With capture on it is U+FFFD.
+    core = LogprobTelemetry(
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+        capture_content=True,
+        events=events,  # type: ignore[arg-type]
+    )
+    call = core.start_call(
+        model="m",
+        stream=True,
+        params={"logprobs": True, "top_logprobs": 1},
+        input_messages=[{"role": "user", "content": "q\ud800"}],
+    )
+    entry = {"token": "\udfff", "logprob": -0.5, "bytes": [237, 191, 191]}
+    entry["top_logprobs"] = [{"token": "x\ud800", "logprob": -0.5}]
+    call.set_response(response_id="id\ud800", response_model="m\ud800", finish_reasons=["s"])
+    call.add_entries([entry, {**entry, "token": "ok"}], time_ns=1)
+    call.set_response(output_text="a\ud800")
+    call.end(completed=True)
+    span = telemetry.span()
+    encode_spans([span]).SerializeToString()  # raises UnicodeEncodeError on a surrogate
+    texts = all_strings(span)
+    assert not [t for t in texts if any("\ud800" <= c <= "\udfff" for c in t)]
+    tokens = reassemble(span.events)
+    assert [t.text for t in tokens] == ["\ufffd", "ok"]
+    assert [t.top_tokens for t in tokens] == [("x\ufffd",), ("x\ufffd",)]
+    attributes = span.attributes or {}
+    assert attributes["gen_ai.response.id"] == "id\ufffd"
+    assert "q\ufffd" in str(attributes["gen_ai.input.messages"])
+    assert "a\ufffd" in str(attributes["gen_ai.output.messages"])

@@ -12,14 +12,12 @@ import json
 import math
 
 import openai
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from pydantic_core import PydanticSerializationError
 
 from logprobscope import AIMessage, AIMessageChunk
 from logprobscope._sse import DONE, SSEParser
-from logprobscope._wire import StreamAccumulator, message_from_completion
+from logprobscope._wire import StreamAccumulator, loads, message_from_completion
 
 DOCUMENTED = (ValueError, openai.APIError)
 
@@ -167,24 +165,16 @@ completion_body = st.fixed_dictionaries(
 )
 
 
-def _has_lone_surrogate(message: AIMessage) -> bool:
-    try:
-        json.dumps(message.model_dump(), ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
+def _loads_object(raw: bytes) -> dict[str, object]:
+    body = loads(raw)  # as the invoke path decodes a completion
+    assert isinstance(body, dict)
+    return body
 
 
 def _check_usable(message: AIMessage) -> None:
     # Everything a user or a handler does with the result must work.
     message.model_dump()
-    if _has_lone_surrogate(message):
-        # A known bug, pinned by test_lone_surrogates_survive_a_json_dump (strict xfail):
-        # until it is fixed such a message cannot be dumped to JSON. Remove this branch then.
-        with pytest.raises(PydanticSerializationError):
-            message.model_dump_json()
-    else:
-        message.model_dump_json()
+    message.model_dump_json().encode("utf-8")  # no lone surrogate survives decoding
     repr(message)
     logprobs = message.response_metadata.logprobs
     if logprobs is not None and logprobs.content is not None:
@@ -203,7 +193,7 @@ def _decode(stream: bytes, cuts: list[int]) -> tuple[list[AIMessageChunk], AIMes
     for payload in payloads:
         if payload == DONE:
             break
-        body = json.loads(payload)
+        body = loads(payload)  # as the stream path decodes each event
         if isinstance(body, dict) and body.get("error"):
             raise openai.APIError("in-stream error", None, body=body)  # type: ignore[arg-type]
         chunk = acc.feed(body)
@@ -330,7 +320,7 @@ def _choice_zero(body: dict[str, object]) -> object:
 def test_whole_completion_bodies(body: dict[str, object]) -> None:
     # Non-streamed bodies: choices with a "message" (chunk bodies have none, and would leave
     # the message's decoding unfuzzed).
-    message = message_from_completion(json.loads(json.dumps(body, allow_nan=True)))
+    message = message_from_completion(_loads_object(json.dumps(body, allow_nan=True).encode()))
     _check_usable(message)
     assert isinstance(message.content, str)
     first = _choice_zero(body)
@@ -371,21 +361,22 @@ def test_non_standard_json_numbers_are_kept() -> None:
     message.model_dump_json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=PydanticSerializationError,
-    reason="src bug: a lone surrogate decoded from a JSON escape (\\ud800) is kept in the "
-    "content and token texts, and model_dump_json() then raises",
-)
 def test_lone_surrogates_survive_a_json_dump() -> None:
-    # JSON may escape a lone surrogate; json.loads (and so every server answer) accepts it.
+    # JSON may escape a lone surrogate and json.loads accepts it; as text it is U+FFFD (the
+    # server's bytes are kept), so every result dumps. A valid pair stays one character.
     entry = b'{"token": "\\ud800", "logprob": -0.5, "bytes": [237, 160, 128]}'
     completion = b'{"choices": [{"index": 0, "message": {"content": "a\\ud800"}, '
     completion += b'"logprobs": {"content": [' + entry + b"]}}]}"
-    message = message_from_completion(json.loads(completion))
-    chunk = b'{"choices": [{"index": 0, "delta": {"content": "a\\ud800"}, '
+    message = message_from_completion(_loads_object(completion))
+    chunk = b'{"choices": [{"index": 0, "delta": {"content": "a\\ud800\\ud83d\\ude00"}, '
     chunk += b'"logprobs": {"content": [' + entry + b"]}}]}"
     _chunks, streamed = _decode(b"data: " + chunk + b"\n\ndata: [DONE]\n\n", [])
+    assert message.content == "a\ufffd"
+    assert streamed.content == "a\ufffd\U0001f600"
     for decoded in (message, streamed):
-        assert decoded.content == "a\ud800"
-        decoded.model_dump_json()  # the documented promise: every result dumps
+        dumped = json.loads(decoded.model_dump_json())  # every result dumps
+        assert dumped["content"] == decoded.content
+        logprobs = decoded.response_metadata.logprobs
+        assert logprobs is not None and logprobs.content is not None
+        token = logprobs.content[0]
+        assert (token.token, token.bytes) == ("\ufffd", [237, 160, 128])

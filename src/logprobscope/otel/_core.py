@@ -37,6 +37,7 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import __version__
 from .._logprobs import TokenBuffer, _unpack_bytes
+from .._text import valid_text
 from . import _names as n
 from ._stats import LogprobStats, LogprobSummary, probability
 
@@ -250,13 +251,13 @@ def _input_messages_json(messages: Sequence[Mapping[str, object]]) -> str:
         for m in messages
         if isinstance(m, Mapping)
     ]
-    return json.dumps(out, ensure_ascii=False, default=str)
+    return valid_text(json.dumps(out, ensure_ascii=False, default=str))
 
 
 def _output_messages_json(text: str, finish_reason: str | None) -> str:
     parts = [{"type": "text", "content": text}] if text else []
     message = {"role": "assistant", "parts": parts, "finish_reason": finish_reason or ""}
-    return json.dumps([message], ensure_ascii=False)
+    return valid_text(json.dumps([message], ensure_ascii=False))
 
 
 class _Segment:
@@ -671,12 +672,13 @@ class CallTelemetry:
         """
         if self._ended:
             return
+        # Server strings go into attributes: no lone surrogate may reach the exporter.
         if response_id is not None:
-            self._response_id = response_id
+            self._response_id = valid_text(response_id)
         if response_model is not None:
-            self._response_model = response_model
+            self._response_model = valid_text(response_model)
         if finish_reasons is not None:
-            self._finish_reasons = [str(r) for r in finish_reasons]
+            self._finish_reasons = [valid_text(str(r)) for r in finish_reasons]
         if input_tokens is not None:
             self._input_tokens = input_tokens
         if output_tokens is not None:
@@ -761,13 +763,15 @@ class CallTelemetry:
     def _token_content(
         attributes: dict[str, AttributeValue], buf: TokenBuffer, i: int, o0: int, o1: int
     ) -> None:
+        # Texts from the LangChain and raw-SDK entry points are the stdlib's decoding and
+        # may hold lone surrogates, which the OTLP encoder refuses (losing the whole batch).
         token = buf.tokens[i]
-        attributes[n.TOKEN_TEXT] = token
+        attributes[n.TOKEN_TEXT] = valid_text(token)
         raw = _unpack_bytes(token, buf.bytes[i])
         if raw is not None:
             attributes[n.TOKEN_BYTES] = raw
         if o1 > o0:
-            attributes[n.TOKEN_TOP_TOKENS] = buf.top_tokens[o0:o1]
+            attributes[n.TOKEN_TOP_TOKENS] = [valid_text(t) for t in buf.top_tokens[o0:o1]]
 
     def _low_confidence_events(
         self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int
@@ -829,10 +833,11 @@ class CallTelemetry:
             tops = buf.top_logprobs
             for i in range(start, stop):
                 rows.append(tops[offsets[i] : offsets[i + 1]].tolist())
-            if capture:
-                texts.extend(buf.tokens[start:stop])
+            if capture:  # valid_text: see _token_content
+                texts.extend([valid_text(t) for t in buf.tokens[start:stop]])
+                names = buf.top_tokens
                 for i in range(start, stop):
-                    top_texts.append(buf.top_tokens[offsets[i] : offsets[i + 1]])
+                    top_texts.append([valid_text(t) for t in names[offsets[i] : offsets[i + 1]]])
         k = max((len(r) for r in rows), default=0)
         attributes: dict[str, AttributeValue] = {
             n.TOKENS_START_INDEX: self._pending_index,
