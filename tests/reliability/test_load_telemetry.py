@@ -6,6 +6,9 @@ exactly once (counted by a span processor, and the SDK's "ended span" warning ne
 afterwards no span is open, the handler holds no call, and no per-call object is alive.
 The metrics add up to the spans. Content capture is on here so each token event names its
 token: that is how a span is checked against its own call.
+
+`LOGPROBSCOPE_LOAD_SCALE=K` (default 1) multiplies the number of calls, for a longer soak by
+hand (K=10: 10,000 async calls and 5,120 sync ones, a few minutes).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -38,6 +42,7 @@ from logprobscope.testing import Completion, ReplayServer, make_completion
 
 VARIANTS = 25
 TOKENS = 12
+SCALE = int(os.environ.get("LOGPROBSCOPE_LOAD_SCALE", "1"))
 PROMPT = re.compile(r"\bp(\d+)\b")
 
 
@@ -187,8 +192,9 @@ async def test_a_thousand_concurrent_async_calls(server: ReplayServer, pipeline:
     )
     rng = random.Random(11)
     kinds = ["full", "break", "raise", "invoke"]
+    calls = 1000 * SCALE
     plans = [
-        (rng.randrange(VARIANTS), rng.choice(kinds), rng.randrange(TOKENS)) for _ in range(1000)
+        (rng.randrange(VARIANTS), rng.choice(kinds), rng.randrange(TOKENS)) for _ in range(calls)
     ]
 
     async def one(variant: int, plan: str, stop_at: int) -> None:
@@ -228,7 +234,7 @@ def test_sixty_four_threads_of_sync_calls(server: ReplayServer, pipeline: Pipeli
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
-        for _ in range(8):
+        for _ in range(8 * SCALE):
             variant = rng.randrange(VARIANTS)
             plan = rng.choice(["full", "break", "drop", "raise", "invoke"])
             stop_at = rng.randrange(TOKENS)
