@@ -98,9 +98,10 @@ class TelemetryHandle:
 
         Waits at most `timeout` seconds (None: as long as the SDK takes, which with a
         collector that is down or slow is its export timeout per queued batch, 10 s or
-        more each). Telemetry not exported by then is dropped, with a warning, and the
-        stopping goes on in a daemon thread, so a dead collector never holds up the
-        program's exit. Returns True if everything stopped within the time.
+        more each). If it is not done by then, a warning is logged and the stopping goes
+        on in a daemon thread: a dead collector never holds up the program's exit, and what
+        was not exported when the program exits is lost. Returns True if everything
+        stopped within the time.
 
         The providers stay installed as globals if they were (OpenTelemetry cannot replace
         them), but record nothing anymore.
@@ -130,7 +131,7 @@ class TelemetryHandle:
         if worker.is_alive():
             logger.warning(
                 "telemetry shutdown did not finish in %.3g s (the collector is slow or down); "
-                "what was not exported yet is dropped",
+                "it goes on in the background, and what is not exported by exit is lost",
                 timeout,
             )
             return False
