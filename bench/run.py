@@ -23,7 +23,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -33,6 +32,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from _machine import machine as host_machine
+from _machine import versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -526,51 +528,17 @@ def _spawn(args: list[str]) -> tuple[dict | None, str]:
         return None, f"no result on stdout: {proc.stdout[-500:]!r} {proc.stderr[-2000:]!r}"
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in (
-        "openai",
-        "httpx2",
-        "httpx",
-        "pydantic",
-        "pydantic-core",
-        "opentelemetry-api",
-        "opentelemetry-sdk",
-        "langchain-core",
-        "langchain-openai",
-    ):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-    except OSError:
-        commit = "?"
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "commit": commit,
-        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+_VERSIONS = (
+    "openai",
+    "httpx2",
+    "httpx",
+    "pydantic",
+    "pydantic-core",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "langchain-core",
+    "langchain-openai",
+)
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -586,7 +554,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     kept_n = 200 if quick else KEPT_N
     ttfc_samples = 10 if quick else TTFC_SAMPLES
     started = time.monotonic()
-    machine = _machine()
+    machine = host_machine()
 
     configs = [c for c in CONFIGS if not args.only or c.name in args.only]
     skipped = {c.name: m for c in configs for m in c.needs if not _available(m)}
@@ -825,7 +793,7 @@ def render(
         f"load average at start {machine['load']}, at end {machine['load_end']}"
     )
     add(f"- python {machine['python']}; logprobscope at commit {machine['commit']}")
-    add("- " + ", ".join(f"{k} {v}" for k, v in _versions().items()))
+    add("- " + ", ".join(f"{k} {v}" for k, v in versions(_VERSIONS).items()))
     add(
         f"- {rounds} round(s); each round runs every configuration in a fresh process, in a "
         "shuffled order; per process, after warm-up: "

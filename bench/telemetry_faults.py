@@ -50,7 +50,6 @@ import gc
 import json
 import logging
 import os
-import platform
 import random
 import socket
 import statistics
@@ -63,6 +62,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from _machine import machine as host_machine
+from _machine import versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -454,48 +456,14 @@ def _collector_counts(port: int) -> dict[str, int]:
         return {}
 
 
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in (
-        "openai",
-        "httpx2",
-        "httpx",
-        "opentelemetry-api",
-        "opentelemetry-sdk",
-        "opentelemetry-exporter-otlp-proto-http",
-    ):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-    except OSError:
-        commit = "?"
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "commit": commit,
-        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+_VERSIONS = (
+    "openai",
+    "httpx2",
+    "httpx",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-http",
+)
 
 
 def _p90(values: list[float]) -> float:
@@ -556,7 +524,7 @@ def render(
         f"load average at start {machine['load']}, at end {machine['load_end']}"
     )
     add(f"- python {machine['python']}; logprobscope at commit {machine['commit']}")
-    add("- " + ", ".join(f"{k} {v}" for k, v in _versions().items()))
+    add("- " + ", ".join(f"{k} {v}" for k, v in versions(_VERSIONS).items()))
     add(
         f"- each call: `ChatOpenAI(logprobs=True, top_logprobs=3).stream(...)` consumed to the "
         f"end, {tokens} one-token chunks (plus role, finish and usage chunks), the answer "
@@ -731,7 +699,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         settings.remove(args.output)
     command = " ".join([".venv/bin/python bench/telemetry_faults.py", *settings])
     started = time.monotonic()
-    machine = _machine()
+    machine = host_machine()
     children: list[subprocess.Popen[str]] = []
     results: list[WorkerResult] = []
     errors: dict[str, str] = {}
