@@ -116,18 +116,13 @@ class TelemetryHandle:
         with _global_lock:
             if _global_handle is self:
                 _global_handle = None
-        try:
-            if timeout is None:
-                self._stop()
-                return True
-            worker = threading.Thread(
-                target=self._stop, name="logprobscope-telemetry-shutdown", daemon=True
-            )
-            worker.start()
-            worker.join(timeout)
-        finally:
-            if self._prometheus is not None:
-                self._prometheus.stop()  # the port is freed now, whatever the exporters do
+        worker = threading.Thread(
+            target=self._stop, name="logprobscope-telemetry-shutdown", daemon=True
+        )
+        worker.start()
+        worker.join(timeout)  # None: as long as the SDK takes
+        if self._prometheus is not None:
+            self._prometheus.stop()  # the port is freed now, whatever the exporters do
         if worker.is_alive():
             logger.warning(
                 "telemetry shutdown did not finish in %.3g s (the collector is slow or down); "
