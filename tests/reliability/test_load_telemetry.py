@@ -22,7 +22,7 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,29 +38,12 @@ from opentelemetry.trace import StatusCode
 from logprobscope import AsyncChatStream, ChatOpenAI, ChatStream
 from logprobscope._callbacks import RunCallbacks
 from logprobscope.otel import CallTelemetry, OpenTelemetryCallbackHandler
-from logprobscope.testing import Completion, ReplayServer, make_completion
+from logprobscope.testing import ReplayServer
 
-VARIANTS = 25
-TOKENS = 12
+from .test_load import TOKENS, VARIANTS, UserError, _choose, _tokens
+
 SCALE = int(os.environ.get("LOGPROBSCOPE_LOAD_SCALE", "1"))
 PROMPT = re.compile(r"\bp(\d+)\b")
-
-
-class UserError(Exception):
-    """Raised by the 'user' inside a stream loop."""
-
-
-def _tokens(variant: int) -> list[str]:
-    return [f"v{variant}t{j} " for j in range(TOKENS)]
-
-
-COMPLETIONS = [make_completion(_tokens(v), k=2, seed=v) for v in range(VARIANTS)]
-
-
-def _choose(body: Mapping[str, object]) -> Completion:
-    messages = body["messages"]
-    assert isinstance(messages, list)
-    return COMPLETIONS[int(str(messages[-1]["content"]).removeprefix("p"))]
 
 
 class _Counting(SpanProcessor):
@@ -113,7 +96,7 @@ class Pipeline:
             tokens_total += len(events)
             completed = attributes.get("logprobs.stream.completed")
             if span.status.status_code is StatusCode.ERROR:
-                assert attributes["error.type"] == f"{__name__}.UserError"
+                assert attributes["error.type"] == f"{UserError.__module__}.UserError"
                 assert completed is False
                 seen["raise"] += 1
             elif completed is False:
