@@ -115,33 +115,6 @@ completion_choice = st.fixed_dictionaries(
         "finish_reason": st.one_of(st.none(), st.text(max_size=6), json_scalars),
     },
 )
-chunk_body = st.one_of(
-    st.fixed_dictionaries(
-        {},
-        optional={
-            "id": st.one_of(st.text(max_size=5), json_scalars),
-            "model": st.one_of(st.text(max_size=5), json_scalars),
-            "choices": st.one_of(st.lists(choice, max_size=3), json_scalars),
-            "usage": st.one_of(
-                st.none(),
-                st.fixed_dictionaries(
-                    {},
-                    optional={
-                        "prompt_tokens": json_scalars,
-                        "completion_tokens": json_scalars,
-                        "total_tokens": json_scalars,
-                    },
-                ),
-            ),
-            "unknown": json_values,
-        },
-    ),
-    json_values,
-    st.fixed_dictionaries(
-        {"choices": st.lists(plausible_choice, min_size=1, max_size=2)},
-        optional={"id": st.text(max_size=5), "model": st.text(max_size=5)},
-    ),
-)
 usage_body = st.one_of(
     st.none(),
     st.fixed_dictionaries(
@@ -153,6 +126,23 @@ usage_body = st.one_of(
         },
     ),
     json_scalars,
+)
+chunk_body = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": st.one_of(st.text(max_size=5), json_scalars),
+            "model": st.one_of(st.text(max_size=5), json_scalars),
+            "choices": st.one_of(st.lists(choice, max_size=3), json_scalars),
+            "usage": usage_body,
+            "unknown": json_values,
+        },
+    ),
+    json_values,
+    st.fixed_dictionaries(
+        {"choices": st.lists(plausible_choice, min_size=1, max_size=2)},
+        optional={"id": st.text(max_size=5), "model": st.text(max_size=5)},
+    ),
 )
 completion_body = st.fixed_dictionaries(
     {"choices": st.one_of(st.lists(completion_choice, min_size=1, max_size=3), json_scalars)},
