@@ -19,6 +19,7 @@ from ._messages import (
 from ._model import ChatOpenAI
 from ._params import CallOptions
 from ._stream import AsyncChatStream, ChatStream
+from ._version import __version__
 
 __all__ = [
     "AIMessage",
@@ -43,6 +44,5 @@ __all__ = [
     "ToolMessage",
     "TopLogprob",
     "UsageMetadata",
+    "__version__",
 ]
-
-__version__ = "0.1.0"

@@ -19,10 +19,10 @@ Example::
 
 from __future__ import annotations
 
+from .._figures import LogprobStats, LogprobSummary
 from ._core import CallTelemetry, EventsMode, LogprobTelemetry, capture_content_from_env
 from ._handler import OpenTelemetryCallbackHandler
 from ._setup import OTLPProtocol, TelemetryHandle, configure_telemetry
-from ._stats import LogprobStats, LogprobSummary
 
 __all__ = [
     "CallTelemetry",

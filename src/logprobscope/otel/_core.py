@@ -35,11 +35,11 @@ from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from .. import __version__
+from .. import _contract as n
+from .._figures import LogprobStats, LogprobSummary, probability
 from .._logprobs import TokenBuffer, _unpack_bytes
 from .._text import valid_text
-from . import _names as n
-from ._stats import LogprobStats, LogprobSummary, probability
+from .._version import __version__
 
 __all__ = ["CallTelemetry", "EventsMode", "LogprobTelemetry", "capture_content_from_env"]
 

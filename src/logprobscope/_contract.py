@@ -1,7 +1,10 @@
-"""Every telemetry name logprobscope emits, in one place (the contract: ../shared/TELEMETRY.md).
+"""The telemetry contract (docs/telemetry.md): every name, unit, bucket and default, in one place.
 
-Standard names come from `opentelemetry-semantic-conventions`; ours live under `logprobs.`.
-Changing a value here is a breaking change for users' dashboards and queries.
+The writer (`logprobscope.otel`), the reader (`logprobscope.report`) and the CLI import these;
+none of them spells a name or a default of its own. Standard names come from
+`opentelemetry-semantic-conventions` (constants only: no OpenTelemetry API or SDK is imported
+here); ours live under `logprobs.`. Changing a value here is a breaking change for users'
+dashboards and queries: the contract is append-only.
 """
 
 from __future__ import annotations
@@ -199,6 +202,12 @@ DURATION_BUCKETS: Final = (
 )
 # time_to_first_chunk and time_per_output_chunk use the duration boundaries in the conventions.
 CHUNK_TIME_BUCKETS: Final = DURATION_BUCKETS
+
+# -- defaults --------------------------------------------------------------------------------
+
+DEFAULT_LOW_CONFIDENCE_THRESHOLD: Final = 0.5
+"""Probability below which a token is low-confidence, unless the user sets another."""
+DEFAULT_EVENTS_MODE: Final = MODE_TOKENS
 
 # -- configuration ---------------------------------------------------------------------------
 
