@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-import logprobscope.testing as testing_module
+import logprobscope
 from logprobscope.testing import (
     SEED_INVOKE,
     SEED_STREAM,
@@ -830,7 +830,7 @@ def test_stream_and_non_stream_agree(tokens: list[str], k: int, top: int, n: int
 
 
 def test_module_main_in_a_subprocess() -> None:
-    package_root = Path(testing_module.__file__).parent.parent  # the dir holding logprobscope/
+    package_root = Path(logprobscope.__file__).parent.parent  # the dir holding logprobscope/
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(package_root), *filter(None, [env.get("PYTHONPATH")])])
     with subprocess.Popen(

@@ -1,0 +1,300 @@
+"""Rendering a completion for a request: the JSON body or the SSE events.
+
+Pure functions of (completion, request shape, deviations); the server caches the results.
+"""
+
+from __future__ import annotations
+
+import codecs
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from ._completions import DEFAULT_MODEL, Completion
+from ._faults import Deviations
+
+_MAX_N: Final = 128
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What of a request changes the bytes of the answer."""
+
+    stream: bool
+    logprobs: bool
+    top_logprobs: int
+    include_usage: bool
+    n: int
+
+
+@dataclass(frozen=True)
+class _Segment:
+    text: str
+    entries: tuple[Mapping[str, object], ...]
+
+
+@dataclass(frozen=True)
+class _ChoicePlan:
+    source: Mapping[str, object]
+    content: str | None
+    has_logprobs: bool
+    segments: tuple[_Segment, ...]
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _as_mapping(value: object) -> Mapping[str, object] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _check_completion(completion: object) -> Completion:
+    if not isinstance(completion, dict):
+        raise TypeError(f"a completion must be a dict, got {type(completion).__name__}")
+    choices = completion.get("choices")
+    if (
+        not isinstance(choices, list)
+        or not choices
+        or not all(isinstance(choice, Mapping) for choice in choices)
+    ):
+        raise ValueError("a completion needs a non-empty 'choices' list of objects")
+    return completion
+
+
+def _plan_choice(choice: Mapping[str, object], chunk_tokens: int) -> _ChoicePlan:
+    message = _as_mapping(choice.get("message")) or {}
+    raw_content = message.get("content")
+    content = raw_content if isinstance(raw_content, str) else None
+    logprobs = _as_mapping(choice.get("logprobs"))
+    raw_entries = logprobs.get("content") if logprobs is not None else None
+    entries = (
+        [entry for entry in raw_entries if isinstance(entry, Mapping)]
+        if isinstance(raw_entries, list)
+        else []
+    )
+    if not entries:
+        text = content or ""
+        segments = (_Segment(text, ()),) if text else ()
+        return _ChoicePlan(choice, content, False, segments)
+
+    groups = [entries[i : i + chunk_tokens] for i in range(0, len(entries), chunk_tokens)]
+    token_texts = [str(entry.get("token", "")) for entry in entries]
+    byte_lists = [entry.get("bytes") for entry in entries]
+    use_bytes = False
+    if content is not None and "".join(token_texts) != content:
+        if all(isinstance(b, list) for b in byte_lists):
+            joined = b"".join(bytes(b) for b in byte_lists if isinstance(b, list))
+            use_bytes = joined.decode("utf-8", "replace") == content
+    seg_list: list[_Segment] = []
+    if use_bytes:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        for number, group in enumerate(groups):
+            raw = b"".join(bytes(b) for e in group if isinstance(b := e.get("bytes"), list))
+            text = decoder.decode(raw, final=number == len(groups) - 1)
+            seg_list.append(_Segment(text, tuple(group)))
+    else:
+        for group in groups:
+            seg_list.append(_Segment("".join(str(e.get("token", "")) for e in group), tuple(group)))
+    text = "".join(segment.text for segment in seg_list)
+    return _ChoicePlan(choice, text, True, tuple(seg_list))
+
+
+def _out_entry(entry: Mapping[str, object], top_k: int, bytes_null: bool) -> Completion:
+    out = dict(entry)
+    top = entry.get("top_logprobs")
+    alternatives: list[object] = []
+    if isinstance(top, list):
+        for alt in top[:top_k]:
+            alt_map = _as_mapping(alt)
+            if alt_map is None:
+                continue
+            alt_out = dict(alt_map)
+            if bytes_null:
+                alt_out["bytes"] = None
+            alternatives.append(alt_out)
+    out["top_logprobs"] = alternatives
+    if bytes_null:
+        out["bytes"] = None
+    return out
+
+
+class _Renderer:
+    """Renders one completion for a request shape under fixed deviations."""
+
+    def __init__(self, completion: Completion, deviations: Deviations, chunk_tokens: int) -> None:
+        self.completion = completion
+        self.deviations = deviations
+        choices = completion.get("choices")
+        assert isinstance(choices, list)
+        self.plans = [_plan_choice(choice, chunk_tokens) for choice in choices]
+
+    def _wants_logprobs(self, shape: _Shape, plan: _ChoicePlan) -> bool:
+        return shape.logprobs and plan.has_logprobs and not self.deviations.no_logprobs
+
+    def _logprobs_object(self, entries: Sequence[Mapping[str, object]], shape: _Shape) -> object:
+        return {
+            "content": [
+                _out_entry(entry, shape.top_logprobs, self.deviations.bytes_null)
+                for entry in entries
+            ],
+            "refusal": None,
+        }
+
+    def _usage(self, n: int) -> object:
+        usage = _as_mapping(self.completion.get("usage"))
+        if usage is None:
+            counted = sum(len(seg.entries) or 1 for seg in self.plans[0].segments)
+            usage = {"prompt_tokens": 0, "completion_tokens": counted, "total_tokens": counted}
+        out = copy.deepcopy(dict(usage))
+        completion_tokens = out.get("completion_tokens")
+        prompt_tokens = out.get("prompt_tokens")
+        if n > 1 and isinstance(completion_tokens, int) and isinstance(prompt_tokens, int):
+            out["completion_tokens"] = completion_tokens * n
+            out["total_tokens"] = prompt_tokens + completion_tokens * n
+        return out
+
+    def _model(self) -> object:
+        return self.completion.get("model", DEFAULT_MODEL)
+
+    def render_json(self, shape: _Shape) -> bytes:
+        out = {key: copy.deepcopy(value) for key, value in self.completion.items()}
+        out["model"] = self._model()
+        choices: list[object] = []
+        for index in range(shape.n):
+            plan = self.plans[index % len(self.plans)]
+            choice = copy.deepcopy(dict(plan.source))
+            choice["index"] = index
+            message = _as_mapping(choice.get("message"))
+            if message is not None and plan.has_logprobs:
+                choice["message"] = {**message, "content": plan.content}
+            if self._wants_logprobs(shape, plan):
+                entries = [entry for seg in plan.segments for entry in seg.entries]
+                choice["logprobs"] = self._logprobs_object(entries, shape)
+            else:
+                choice["logprobs"] = None
+            choices.append(choice)
+        out["choices"] = choices
+        if "usage" in self.completion or shape.n > 1:
+            out["usage"] = self._usage(shape.n)
+        return _dumps(out)
+
+    def render_stream(self, shape: _Shape) -> tuple[bytes, ...]:
+        """Render the SSE events, ``data: [DONE]`` included."""
+        completion = self.completion
+        base: dict[str, object] = {
+            "id": completion.get("id", "chatcmpl-replay"),
+            "object": "chat.completion.chunk",
+            "created": completion.get("created", 0),
+            "model": self._model(),
+        }
+        if "service_tier" in completion:
+            base["service_tier"] = completion["service_tier"]
+        base["system_fingerprint"] = completion.get("system_fingerprint")
+        include_usage = shape.include_usage and not self.deviations.ignore_include_usage
+
+        def chunk(choices: list[object]) -> bytes:
+            payload = dict(base)
+            payload["choices"] = choices
+            if include_usage:
+                payload["usage"] = None
+            return b"data: " + _dumps(payload) + b"\n\n"
+
+        plans = [self.plans[i % len(self.plans)] for i in range(shape.n)]
+        events: list[bytes] = []
+        for index, plan in enumerate(plans):
+            edge_logprobs: object = None
+            if self._wants_logprobs(shape, plan) and not self.deviations.null_logprobs_on_edges:
+                edge_logprobs = {"content": [], "refusal": None}
+            delta = {"role": "assistant", "content": "", "refusal": None}
+            events.append(
+                chunk(
+                    [
+                        {
+                            "index": index,
+                            "delta": delta,
+                            "logprobs": edge_logprobs,
+                            "finish_reason": None,
+                        }
+                    ]
+                )
+            )
+        steps = max((len(plan.segments) for plan in plans), default=0)
+        for step in range(steps):
+            for index, plan in enumerate(plans):
+                if step >= len(plan.segments):
+                    continue
+                segment = plan.segments[step]
+                logprobs: object = None
+                if self._wants_logprobs(shape, plan):
+                    logprobs = self._logprobs_object(segment.entries, shape)
+                events.append(
+                    chunk(
+                        [
+                            {
+                                "index": index,
+                                "delta": {"content": segment.text},
+                                "logprobs": logprobs,
+                                "finish_reason": None,
+                            }
+                        ]
+                    )
+                )
+        for index, plan in enumerate(plans):
+            finish_reason = plan.source.get("finish_reason", "stop")
+            events.append(
+                chunk(
+                    [
+                        {
+                            "index": index,
+                            "delta": {},
+                            "logprobs": None,
+                            "finish_reason": finish_reason,
+                        }
+                    ]
+                )
+            )
+        if include_usage:
+            payload = dict(base)
+            payload["choices"] = []
+            payload["usage"] = self._usage(shape.n)
+            events.append(b"data: " + _dumps(payload) + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        return tuple(events)
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    json_body: bytes = b""
+    events: tuple[bytes, ...] = ()
+    chunked_body: bytes = b""
+
+
+def _request_shape(body: Mapping[str, object], deviations: Deviations) -> _Shape:
+    stream = body.get("stream") is True
+    logprobs = body.get("logprobs") is True and not deviations.no_logprobs
+    raw_top = body.get("top_logprobs")
+    top = raw_top if isinstance(raw_top, int) and not isinstance(raw_top, bool) else 0
+    stream_options = _as_mapping(body.get("stream_options"))
+    include_usage = (
+        stream
+        and stream_options is not None
+        and stream_options.get("include_usage") is True
+        and not deviations.ignore_include_usage
+    )
+    raw_n = body.get("n")
+    n = raw_n if isinstance(raw_n, int) and not isinstance(raw_n, bool) and raw_n >= 1 else 1
+    return _Shape(
+        stream=stream,
+        logprobs=logprobs,
+        top_logprobs=max(0, top) if logprobs else 0,
+        include_usage=include_usage,
+        n=min(n, _MAX_N),
+    )
+
+
+def _requested_top_logprobs(body: Mapping[str, object]) -> int:
+    raw = body.get("top_logprobs")
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
