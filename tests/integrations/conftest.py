@@ -1,55 +1,17 @@
-"""Fixtures of the integration tests: in-memory OpenTelemetry pipelines and LangChain models."""
+"""Fixtures of the integration tests: LangChain models, and no instrumentation left behind."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import openai
 import pytest
 from langchain_openai import ChatOpenAI as LangChainChatOpenAI
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from logprobscope.instrument import uninstrument_openai
-from logprobscope.otel import LogprobTelemetry
 from logprobscope.testing import ReplayServer
-from tests.integrations.helpers import Otel
-
-OtelFactory = Callable[..., Otel]
-
-
-@pytest.fixture
-def make_otel() -> Iterator[OtelFactory]:
-    """Fresh in-memory pipelines (one per entry point when telemetry is compared)."""
-    made: list[Otel] = []
-
-    def factory(**options: Any) -> Otel:
-        exporter = InMemorySpanExporter()
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-        reader = InMemoryMetricReader()
-        meter_provider = MeterProvider(metric_readers=[reader])
-        telemetry = LogprobTelemetry(
-            tracer_provider=tracer_provider, meter_provider=meter_provider, **options
-        )
-        otel = Otel(tracer_provider, meter_provider, exporter, reader, telemetry)
-        made.append(otel)
-        return otel
-
-    yield factory
-    for otel in made:
-        otel.tracer_provider.shutdown()
-        otel.meter_provider.shutdown()
-
-
-@pytest.fixture
-def otel(make_otel: OtelFactory) -> Otel:
-    """One in-memory pipeline."""
-    return make_otel()
+from tests.support.factories import LangChainFactory
 
 
 @pytest.fixture
@@ -57,9 +19,6 @@ def no_global_instrumentation() -> Iterator[None]:
     """Whatever a test does, the SDK's classes are left unpatched."""
     yield
     uninstrument_openai()
-
-
-LangChainFactory = Callable[..., LangChainChatOpenAI]
 
 
 @pytest.fixture
