@@ -1,24 +1,16 @@
-"""Fixtures of the integration tests: LangChain models, and no instrumentation left behind."""
+"""Fixtures of the LangChain handler tests: langchain_openai models on a replay server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import openai
 import pytest
 from langchain_openai import ChatOpenAI as LangChainChatOpenAI
 
-from logprobscope.instrument import uninstrument_openai
 from logprobscope.testing import ReplayServer
 from tests.support.factories import LangChainFactory
-
-
-@pytest.fixture
-def no_global_instrumentation() -> Iterator[None]:
-    """Whatever a test does, the SDK's classes are left unpatched."""
-    yield
-    uninstrument_openai()
 
 
 @pytest.fixture

@@ -28,9 +28,8 @@ from logprobscope.report import (
     render_html,
     spans_to_otlp_json,
 )
+from tests.support.contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, write_call
 from tests.support.otel import InMemoryOtel
-
-from .contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, write_call
 
 # -- reading our own file ----------------------------------------------------------------------
 
