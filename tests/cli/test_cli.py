@@ -32,8 +32,7 @@ from logprobscope.testing import (
     Faults,
     ReplayServer,
 )
-
-from .contract_spans import SEED_TOP, write_call
+from tests.support.contract_spans import SEED_TOP, write_call
 
 TIMEOUT = 90
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -19,8 +19,8 @@ import pytest
 from logprobscope import ChatOpenAI
 from logprobscope.otel import OpenTelemetryCallbackHandler, configure_telemetry
 from logprobscope.testing import Faults, ReplayServer
-from tests.cli.dashboard import load_dashboard, queries, substitute
 from tests.e2e.receivers import StartPrometheus, start_prometheus  # noqa: F401
+from tests.support.dashboard import load_dashboard, queries, substitute
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ from logprobscope import ChatOpenAI
 from logprobscope.otel import OpenTelemetryCallbackHandler, TelemetryHandle, configure_telemetry
 from logprobscope.testing import Faults, ReplayServer, make_completion
 from tests.e2e.receivers import PhoenixHandle, phoenix  # noqa: F401
-from tests.otel.conftest import reassemble
+from tests.support.otel import reassemble
 
 pytestmark = pytest.mark.e2e
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from logprobscope.report import read_traces, write_html
-from tests.cli.contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, write_call
+from tests.support.contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, write_call
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection

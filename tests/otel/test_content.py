@@ -12,9 +12,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from logprobscope import HumanMessage, SystemMessage
 from logprobscope.otel import LogprobTelemetry
 from logprobscope.testing import Completion, make_completion
-
-from ..conftest import ModelFactory, ServerFactory
-from .conftest import Telemetry, all_strings, reassemble
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.otel import InMemoryOtel, all_strings, reassemble
 
 ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 WORDS = ["Zebra", " quokka", " ferret", "ñandú", " wombat", "!"]
@@ -34,26 +33,26 @@ def _texts(completion: Completion) -> set[str]:
 
 
 def _run(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_server: ServerFactory,
     make_model: ModelFactory,
     **options: Any,
 ) -> None:
     server = make_server([_completion()])
     model = make_model(server, logprobs=True, top_logprobs=3)
-    handler = telemetry.handler(**options)
+    handler = otel.handler(**options)
     messages = [SystemMessage(content=SYSTEM), HumanMessage(content=PROMPT)]
     list(model.stream(messages, callbacks=[handler]))
     model.invoke(messages, callbacks=[handler])
-    model_batched = telemetry.handler(events="batched", **options)
+    model_batched = otel.handler(events="batched", **options)
     list(model.stream(messages, callbacks=[model_batched]))
 
 
-def _export_strings(telemetry: Telemetry) -> list[str]:
+def _export_strings(otel: InMemoryOtel) -> list[str]:
     strings: list[str] = []
-    for span in telemetry.spans():
+    for span in otel.spans():
         strings.extend(all_strings(span))
-    for metric in telemetry.metrics().values():
+    for metric in otel.metrics().values():
         strings.append(metric.name)
         for point in metric.data.data_points:
             for key, value in (point.attributes or {}).items():
@@ -61,29 +60,29 @@ def _export_strings(telemetry: Telemetry) -> list[str]:
     return strings
 
 
-def _assert_exported_tokens(telemetry: Telemetry) -> None:
+def _assert_exported_tokens(otel: InMemoryOtel) -> None:
     """The three calls were recorded, every token with its logprob (text or not)."""
-    spans = telemetry.spans()
+    spans = otel.spans()
     assert len(spans) == 3
     for span in spans:
         assert len(reassemble(span.events)) == len(WORDS)
 
 
 def test_off_by_default_nothing_anywhere(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_server: ServerFactory,
     make_model: ModelFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(ENV, raising=False)
-    _run(telemetry, make_server, make_model)
-    assert len(telemetry.spans()) == 3
-    strings = _export_strings(telemetry)
+    _run(otel, make_server, make_model)
+    assert len(otel.spans()) == 3
+    strings = _export_strings(otel)
     leaked = {s for s in strings if s in _texts(_completion())}
     assert not leaked
     for word in ("Zebra", "quokka", "ferret", "ñandú", "wombat", "axolotl", "Confidential"):
         assert not [s for s in strings if word in s], word
-    for span in telemetry.spans():
+    for span in otel.spans():
         attrs = span.attributes or {}
         assert "gen_ai.input.messages" not in attrs and "gen_ai.output.messages" not in attrs
         for event in span.events:
@@ -99,54 +98,54 @@ def test_off_by_default_nothing_anywhere(
 
 @pytest.mark.parametrize("value", ["true", "TRUE", "span_only"])
 def test_on_through_the_environment(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_server: ServerFactory,
     make_model: ModelFactory,
     monkeypatch: pytest.MonkeyPatch,
     value: str,
 ) -> None:
     monkeypatch.setenv(ENV, value)
-    _run(telemetry, make_server, make_model)
-    assert "ñandú" in _export_strings(telemetry)
+    _run(otel, make_server, make_model)
+    assert "ñandú" in _export_strings(otel)
 
 
 @pytest.mark.parametrize("value", ["false", "", "no_content", "1"])
 def test_env_values_that_keep_it_off(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_server: ServerFactory,
     make_model: ModelFactory,
     monkeypatch: pytest.MonkeyPatch,
     value: str,
 ) -> None:
     monkeypatch.setenv(ENV, value)
-    _run(telemetry, make_server, make_model)
-    _assert_exported_tokens(telemetry)  # so that the text's absence means something
-    assert "ñandú" not in _export_strings(telemetry)
+    _run(otel, make_server, make_model)
+    _assert_exported_tokens(otel)  # so that the text's absence means something
+    assert "ñandú" not in _export_strings(otel)
 
 
 def test_the_flag_wins_over_the_environment(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_server: ServerFactory,
     make_model: ModelFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(ENV, "true")
-    _run(telemetry, make_server, make_model, capture_content=False)
-    _assert_exported_tokens(telemetry)
-    assert "ñandú" not in _export_strings(telemetry)
+    _run(otel, make_server, make_model, capture_content=False)
+    _assert_exported_tokens(otel)
+    assert "ñandú" not in _export_strings(otel)
 
 
 def test_on_with_the_flag(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_server: ServerFactory,
     make_model: ModelFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(ENV, raising=False)
-    _run(telemetry, make_server, make_model, capture_content=True)
+    _run(otel, make_server, make_model, capture_content=True)
     completion = _completion()
     entries: list[dict[str, Any]] = completion["choices"][0]["logprobs"]["content"]  # type: ignore[index]
-    stream_span, invoke_span, batched_span = telemetry.spans()
+    stream_span, invoke_span, batched_span = otel.spans()
     for span in (stream_span, invoke_span, batched_span):
         tokens = reassemble(span.events)
         assert [t.text for t in tokens] == WORDS
@@ -172,20 +171,20 @@ def test_on_with_the_flag(
         text = str(attrs["logprobs.token.text"])
         assert list(attrs["logprobs.token.bytes"]) == list(text.encode("utf-8"))  # type: ignore[arg-type]
     # metrics never carry content, capture or not
-    for metric in telemetry.metrics().values():
+    for metric in otel.metrics().values():
         for point in metric.data.data_points:
             values = {str(v) for v in (point.attributes or {}).values()}
             assert not values & _texts(completion)
 
 
 @pytest.mark.parametrize("events", ["tokens", "batched"])
-def test_lone_surrogates_never_reach_the_exporter(telemetry: Telemetry, events: str) -> None:
+def test_lone_surrogates_never_reach_the_exporter(otel: InMemoryOtel, events: str) -> None:
     # The LangChain and raw-SDK entry points hand over the stdlib's decoding, where an
     # escaped lone surrogate survives; the OTLP encoder refuses it, which would lose the
     # whole export batch (every other call's spans in it). With capture on it is U+FFFD.
     core = LogprobTelemetry(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
+        tracer_provider=otel.tracer_provider,
+        meter_provider=otel.meter_provider,
         capture_content=True,
         events=events,  # type: ignore[arg-type]
     )
@@ -201,7 +200,7 @@ def test_lone_surrogates_never_reach_the_exporter(telemetry: Telemetry, events: 
     call.add_entries([entry, {**entry, "token": "ok"}], time_ns=1)
     call.set_response(output_text="a\ud800")
     call.end(completed=True)
-    span = telemetry.span()
+    span = otel.span()
     encode_spans([span]).SerializeToString()  # raises UnicodeEncodeError on a surrogate
     texts = all_strings(span)
     assert not [t for t in texts if any("\ud800" <= c <= "\udfff" for c in t)]

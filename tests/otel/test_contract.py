@@ -17,9 +17,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from logprobscope.otel import LogprobTelemetry
 from logprobscope.testing import SEED_TOP_LOGPROBS, ReplayServer, make_completion
-
-from ..conftest import ModelFactory, ServerFactory
-from .conftest import Telemetry, histogram_points, number_points, reassemble
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.otel import InMemoryOtel, histogram_points, number_points, reassemble
 
 PROBABILITY_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
 PERPLEXITY_BUCKETS = (1, 1.01, 1.05, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100)
@@ -118,14 +117,14 @@ def _check_types(attributes: Any, types: dict[str, type | tuple[type, ...]]) -> 
 
 
 def test_stream_span_names_types_and_values(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(
         server, logprobs=True, top_logprobs=3, temperature=0.5, top_p=0.9, max_tokens=64, seed=7
     )
     text = "".join(c.content for c in model.stream("hi", callbacks=[handler]))
-    span = telemetry.span()
+    span = otel.span()
     assert span.name == "chat gpt-4o"
     assert span.kind is SpanKind.CLIENT
     assert span.status.status_code is StatusCode.UNSET
@@ -196,13 +195,13 @@ def test_stream_span_names_types_and_values(
 
 
 def test_metrics_names_kinds_units_buckets_and_attributes(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True, top_logprobs=3)
     list(model.stream("hi", callbacks=[handler]))
     model.invoke("hi", callbacks=[handler])
-    metrics = telemetry.metrics()
+    metrics = otel.metrics()
     assert set(metrics) == set(METRICS)
     for name, (kind, unit, buckets) in METRICS.items():
         metric = metrics[name]
@@ -251,12 +250,12 @@ def test_metrics_names_kinds_units_buckets_and_attributes(
 
 
 def test_invoke_attributes_and_events(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True)
     message = model.invoke("how are you?", callbacks=[handler])
-    span = telemetry.span()
+    span = otel.span()
     attrs = span.attributes or {}
     assert attrs["gen_ai.request.stream"] is False
     assert "logprobs.stream.completed" not in attrs  # streams only
@@ -272,38 +271,38 @@ def test_invoke_attributes_and_events(
     assert all(t.top_logprobs == () for t in tokens)
     for event in span.events:
         assert "logprobs.token.top_logprobs" not in (event.attributes or {})
-    names = set(telemetry.metrics())
+    names = set(otel.metrics())
     assert "gen_ai.client.operation.time_to_first_chunk" not in names
     assert "gen_ai.client.operation.time_per_output_chunk" not in names
     assert "logprobs.response.entropy" not in names  # no alternatives, no entropy
 
 
 def test_logprobs_not_requested(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server)
     list(model.stream("hi", callbacks=[handler]))
-    attrs = telemetry.span().attributes or {}
+    attrs = otel.span().attributes or {}
     assert attrs["logprobs.enabled"] is False
     assert attrs["logprobs.token_count"] == 0
     for key in ("logprobs.sum", "logprobs.mean", "logprobs.perplexity", "logprobs.min"):
         assert key not in attrs
-    assert telemetry.span().events == ()
-    names = set(telemetry.metrics())
+    assert otel.span().events == ()
+    names = set(otel.metrics())
     assert "logprobs.token.probability" not in names
     assert "logprobs.response.perplexity" not in names
     assert "gen_ai.client.operation.duration" in names
 
 
-def test_choice_count_only_when_not_one(telemetry: Telemetry) -> None:
+def test_choice_count_only_when_not_one(otel: InMemoryOtel) -> None:
     core = LogprobTelemetry(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
     )
     for n in (1, 3):
         call = core.start_call(model="m", stream=False, params={"n": n})
         call.end()
-    one, three = telemetry.spans()
+    one, three = otel.spans()
     assert "gen_ai.request.choice.count" not in (one.attributes or {})
     assert (three.attributes or {})["gen_ai.request.choice.count"] == 3
 
@@ -312,18 +311,18 @@ def test_choice_count_only_when_not_one(telemetry: Telemetry) -> None:
 
 
 def test_parent_is_the_context_current_when_the_call_starts(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True)
-    tracer = telemetry.tracer_provider.get_tracer("app")
+    tracer = otel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("request") as request:
         model.invoke("hi", callbacks=[handler])
         stream = model.stream("hi", callbacks=[handler])  # created here ...
     with tracer.start_as_current_span("elsewhere"):
         list(stream)  # ... consumed under another current span
     request_id = request.get_span_context().span_id
-    chats = telemetry.spans("chat gpt-4o")
+    chats = otel.spans("chat gpt-4o")
     assert len(chats) == 2
     for chat in chats:
         assert chat.parent is not None and chat.parent.span_id == request_id
@@ -331,30 +330,30 @@ def test_parent_is_the_context_current_when_the_call_starts(
 
 
 def test_parent_kept_for_streams_consumed_in_another_thread(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True)
-    tracer = telemetry.tracer_provider.get_tracer("app")
+    tracer = otel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("request") as request:
         stream = model.stream("hi", callbacks=[handler])
     worker = threading.Thread(target=lambda: list(stream))
     worker.start()
     worker.join(timeout=30)
-    [chat] = telemetry.spans("chat gpt-4o")
+    [chat] = otel.spans("chat gpt-4o")
     assert chat.parent is not None
     assert chat.parent.span_id == request.get_span_context().span_id
 
 
 def test_batch_calls_are_children_of_the_caller(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True)
-    tracer = telemetry.tracer_provider.get_tracer("app")
+    tracer = otel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("request") as request:
         model.batch(["a", "b", "c"], callbacks=[handler])
-    chats = telemetry.spans("chat gpt-4o")
+    chats = otel.spans("chat gpt-4o")
     assert len(chats) == 3
     # Every call's parent, one by one: a root span among them must fail the test.
     assert [c.parent.span_id if c.parent else None for c in chats] == [
@@ -363,11 +362,11 @@ def test_batch_calls_are_children_of_the_caller(
 
 
 async def test_async_parent_kept_across_tasks(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True)
-    tracer = telemetry.tracer_provider.get_tracer("app")
+    tracer = otel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("request") as request:
         stream = model.astream("hi", callbacks=[handler])
         await model.ainvoke("hi", callbacks=[handler])
@@ -378,7 +377,7 @@ async def test_async_parent_kept_across_tasks(
             return len([c async for c in stream])
 
     assert await asyncio.create_task(consume()) > 0
-    chats = telemetry.spans("chat gpt-4o")
+    chats = otel.spans("chat gpt-4o")
     assert len(chats) == 4
     assert [c.parent.span_id if c.parent else None for c in chats] == [
         request.get_span_context().span_id
@@ -386,22 +385,22 @@ async def test_async_parent_kept_across_tasks(
 
 
 def test_no_parent_gives_a_root_span(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     make_model(server, logprobs=True).invoke("hi", callbacks=[handler])
-    assert telemetry.span().parent is None
+    assert otel.span().parent is None
 
 
 def test_chunks_of_several_tokens_share_their_arrival_time(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     completion = make_completion([f" t{i}" for i in range(9)], k=2, seed=3)
     server = make_server([completion], chunk_tokens=3)
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True, top_logprobs=2)
     chunks = list(model.stream("hi", callbacks=[handler]))
-    span = telemetry.span()
+    span = otel.span()
     tokens = reassemble(span.events)
     assert len(tokens) == 9
     stamps = [t.timestamp for t in tokens]
@@ -414,15 +413,15 @@ def test_chunks_of_several_tokens_share_their_arrival_time(
 
 
 def test_token_and_chunk_observations_are_recorded_as_chunks_arrive(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     # Recorded in the gaps between chunks, not all after the last one.
     completion = make_completion([f" t{i}" for i in range(6)], k=2, seed=5)
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(make_server([completion]), logprobs=True, top_logprobs=2)
 
     def counts() -> tuple[int, int]:
-        metrics = telemetry.metrics()
+        metrics = otel.metrics()
         out = []
         for name in ("logprobs.token.probability", "gen_ai.client.operation.time_per_output_chunk"):
             metric = metrics.get(name)
@@ -444,26 +443,26 @@ def test_token_and_chunk_observations_are_recorded_as_chunks_arrive(
 
 
 def test_one_handler_many_models(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     make_model(server, model="a", logprobs=True).invoke("x", callbacks=[handler])
     make_model(server, model="b", logprobs=True).invoke("y", callbacks=[handler])
-    assert sorted(s.name for s in telemetry.spans()) == ["chat a", "chat b"]
-    duration = telemetry.metrics()["gen_ai.client.operation.duration"]
+    assert sorted(s.name for s in otel.spans()) == ["chat a", "chat b"]
+    duration = otel.metrics()["gen_ai.client.operation.duration"]
     models = {p.attributes["gen_ai.request.model"] for p in histogram_points(duration)}  # type: ignore[index]
     assert models == {"a", "b"}
 
 
 def test_exemplars_point_at_the_call_span(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
-    tracer = telemetry.tracer_provider.get_tracer("app")
+    handler = otel.handler()
+    tracer = otel.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("request"):
         list(make_model(server, logprobs=True, top_logprobs=3).stream("hi", callbacks=[handler]))
-    [chat] = telemetry.spans("chat gpt-4o")
-    metrics = telemetry.metrics()
+    [chat] = otel.spans("chat gpt-4o")
+    metrics = otel.metrics()
     for name in ("gen_ai.client.operation.duration", "logprobs.response.perplexity"):
         [point] = histogram_points(metrics[name])
         assert [e.span_id for e in point.exemplars] == [chat.context.span_id], name

@@ -4,7 +4,6 @@ limit would drop anything, and the other modes. No token's logprob is ever lost 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -14,11 +13,8 @@ from opentelemetry.trace import StatusCode
 
 from logprobscope.otel import LogprobTelemetry
 from logprobscope.testing import Completion, Faults, make_completion
-
-from ..conftest import ModelFactory, ServerFactory
-from .conftest import BATCH_EVENT, TOKEN_EVENT, Telemetry, reassemble
-
-Factory = Callable[..., Telemetry]
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.otel import BATCH_EVENT, TOKEN_EVENT, InMemoryOtel, reassemble
 
 
 def _completion(n: int, k: int = 3, seed: int = 11) -> Completion:
@@ -34,7 +30,7 @@ def _expected(completion: Completion) -> tuple[list[float], list[tuple[float, ..
 
 
 def _stream(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_server: ServerFactory,
     make_model: ModelFactory,
     completion: Completion,
@@ -44,12 +40,12 @@ def _stream(
 ) -> None:
     server = make_server([completion])
     model = make_model(server, logprobs=True, top_logprobs=k)
-    handler = telemetry.handler(**handler_options)
+    handler = otel.handler(**handler_options)
     list(model.stream("hi", callbacks=[handler]))
 
 
-def _check_all_there(telemetry: Telemetry, completion: Completion, limit: int) -> list[Any]:
-    span = telemetry.span()
+def _check_all_there(otel: InMemoryOtel, completion: Completion, limit: int) -> list[Any]:
+    span = otel.span()
     events = list(span.events)
     assert len(events) <= limit
     assert span.dropped_events == 0
@@ -66,9 +62,9 @@ def _check_all_there(telemetry: Telemetry, completion: Completion, limit: int) -
 
 
 def test_switch_at_a_configured_limit_loses_nothing(
-    make_otel: Factory, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
-    telemetry = make_otel(span_limits=SpanLimits(max_events=20))
+    telemetry = otel.new(span_limits=SpanLimits(max_events=20))
     completion = _completion(2000)
     _stream(telemetry, make_server, make_model, completion)
     events = _check_all_there(telemetry, completion, 20)
@@ -81,40 +77,40 @@ def test_switch_at_a_configured_limit_loses_nothing(
 
 
 def test_switch_at_the_sdk_default_limit_keeps_2000_tokens(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     assert SpanLimits().max_events == 128, "OTEL_SPAN_EVENT_COUNT_LIMIT is set"
     completion = _completion(2000)
-    _stream(telemetry, make_server, make_model, completion)
-    events = _check_all_there(telemetry, completion, 127)
+    _stream(otel, make_server, make_model, completion)
+    events = _check_all_there(otel, completion, 127)
     names = [e.name for e in events]
     assert names.count(TOKEN_EVENT) >= 100  # the start of the stream stays token by token
     assert names[-1] == BATCH_EVENT
 
 
 def test_short_streams_stay_token_by_token(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     completion = _completion(100)
-    _stream(telemetry, make_server, make_model, completion)
-    events = _check_all_there(telemetry, completion, 128)
+    _stream(otel, make_server, make_model, completion)
+    events = _check_all_there(otel, completion, 128)
     assert [e.name for e in events] == [TOKEN_EVENT] * 100
-    assert telemetry.span().attributes["logprobs.events.mode"] == "tokens"  # type: ignore[index]
+    assert otel.span().attributes["logprobs.events.mode"] == "tokens"  # type: ignore[index]
 
 
 def test_non_streamed_2000_tokens(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     completion = _completion(2000)
     server = make_server([completion])
-    make_model(server, logprobs=True, top_logprobs=3).invoke("hi", callbacks=[telemetry.handler()])
-    _check_all_there(telemetry, completion, 127)
+    make_model(server, logprobs=True, top_logprobs=3).invoke("hi", callbacks=[otel.handler()])
+    _check_all_there(otel, completion, 127)
 
 
 def test_unlimited_events_stay_tokens(
-    make_otel: Factory, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
-    telemetry = make_otel(span_limits=SpanLimits(max_events=SpanLimits.UNSET))
+    telemetry = otel.new(span_limits=SpanLimits(max_events=SpanLimits.UNSET))
     completion = _completion(600)
     _stream(telemetry, make_server, make_model, completion)
     events = _check_all_there(telemetry, completion, 600)
@@ -123,9 +119,9 @@ def test_unlimited_events_stay_tokens(
 
 @pytest.mark.parametrize("limit", [2, 3, 5, 8])
 def test_tiny_limits_still_keep_everything(
-    make_otel: Factory, make_server: ServerFactory, make_model: ModelFactory, limit: int
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory, limit: int
 ) -> None:
-    telemetry = make_otel(span_limits=SpanLimits(max_events=limit))
+    telemetry = otel.new(span_limits=SpanLimits(max_events=limit))
     completion = _completion(300)
     _stream(telemetry, make_server, make_model, completion)
     _check_all_there(telemetry, completion, limit - 1)
@@ -133,9 +129,9 @@ def test_tiny_limits_still_keep_everything(
 
 @pytest.mark.parametrize("limit", [0, 1])
 def test_no_room_at_all_says_what_was_dropped(
-    make_otel: Factory, make_server: ServerFactory, make_model: ModelFactory, limit: int
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory, limit: int
 ) -> None:
-    telemetry = make_otel(span_limits=SpanLimits(max_events=limit))
+    telemetry = otel.new(span_limits=SpanLimits(max_events=limit))
     _stream(telemetry, make_server, make_model, _completion(50))
     span = telemetry.span()
     assert span.events == ()
@@ -143,11 +139,11 @@ def test_no_room_at_all_says_what_was_dropped(
 
 
 def test_batched_mode_outright_with_content(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     completion = _completion(1000)
-    _stream(telemetry, make_server, make_model, completion, events="batched", capture_content=True)
-    events = _check_all_there(telemetry, completion, 127)
+    _stream(otel, make_server, make_model, completion, events="batched", capture_content=True)
+    events = _check_all_there(otel, completion, 127)
     assert {e.name for e in events} == {BATCH_EVENT}
     entries: list[dict[str, Any]] = completion["choices"][0]["logprobs"]["content"]  # type: ignore[index]
     tokens = reassemble(events)
@@ -155,22 +151,22 @@ def test_batched_mode_outright_with_content(
     assert [t.top_tokens for t in tokens] == [
         tuple(a["token"] for a in e["top_logprobs"]) for e in entries
     ]
-    assert telemetry.span().attributes["logprobs.events.mode"] == "batched"  # type: ignore[index]
+    assert otel.span().attributes["logprobs.events.mode"] == "batched"  # type: ignore[index]
 
 
 def test_low_confidence_mode(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     completion = _completion(300)
     _stream(
-        telemetry,
+        otel,
         make_server,
         make_model,
         completion,
         events="low_confidence",
         low_confidence_threshold=0.02,
     )
-    span = telemetry.span()
+    span = otel.span()
     logprobs, _ = _expected(completion)
     low = [i for i, lp in enumerate(logprobs) if math.exp(lp) < 0.02]
     assert 0 < len(low) < 127
@@ -183,9 +179,9 @@ def test_low_confidence_mode(
 
 
 def test_low_confidence_mode_over_the_limit_counts_the_dropped(
-    make_otel: Factory, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
-    telemetry = make_otel(span_limits=SpanLimits(max_events=10))
+    telemetry = otel.new(span_limits=SpanLimits(max_events=10))
     completion = _completion(200)
     _stream(
         telemetry,
@@ -203,10 +199,10 @@ def test_low_confidence_mode_over_the_limit_counts_the_dropped(
 
 
 def test_none_mode(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
-    _stream(telemetry, make_server, make_model, _completion(40), events="none")
-    span = telemetry.span()
+    _stream(otel, make_server, make_model, _completion(40), events="none")
+    span = otel.span()
     assert span.events == ()
     attrs = span.attributes or {}
     assert attrs["logprobs.events.mode"] == "none"
@@ -215,9 +211,9 @@ def test_none_mode(
 
 
 def test_failure_after_the_switch_keeps_tokens_and_exception(
-    make_otel: Factory, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
-    telemetry = make_otel(span_limits=SpanLimits(max_events=16))
+    telemetry = otel.new(span_limits=SpanLimits(max_events=16))
     completion = _completion(400)
     server = make_server([completion], faults=Faults(cut_after=301))
     model = make_model(server, logprobs=True, top_logprobs=3)
@@ -232,23 +228,23 @@ def test_failure_after_the_switch_keeps_tokens_and_exception(
     assert (span.attributes or {})["logprobs.stream.completed"] is False
 
 
-def test_timestamps_never_go_back(telemetry: Telemetry) -> None:
+def test_timestamps_never_go_back(otel: InMemoryOtel) -> None:
     core = LogprobTelemetry(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
     )
     call = core.start_call(model="m", stream=True, params={})
     base = 1_800_000_000_000_000_000
     for i, stamp in enumerate([base, base + 50, base + 20, base + 80]):  # the clock stepped back
         call.add_entries([{"token": f"t{i}", "logprob": -0.1}], time_ns=stamp)
     call.end(completed=True)
-    stamps = [e.timestamp for e in telemetry.span().events]
+    stamps = [e.timestamp for e in otel.span().events]
     assert stamps == [base, base + 50, base + 50, base + 80]
 
 
-def test_uneven_alternatives_stay_aligned_in_batches(telemetry: Telemetry) -> None:
+def test_uneven_alternatives_stay_aligned_in_batches(otel: InMemoryOtel) -> None:
     core = LogprobTelemetry(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
+        tracer_provider=otel.tracer_provider,
+        meter_provider=otel.meter_provider,
         events="batched",
         capture_content=True,
     )
@@ -264,11 +260,11 @@ def test_uneven_alternatives_stay_aligned_in_batches(telemetry: Telemetry) -> No
     ]
     call.add_entries(entries, time_ns=1)
     call.end()
-    [event] = telemetry.span().events
+    [event] = otel.span().events
     attrs = event.attributes or {}
     flat = [float(v) for v in attrs["logprobs.tokens.top_logprobs"]]  # type: ignore[arg-type, union-attr]
     assert len(flat) == 6 and math.isnan(flat[1]) and math.isnan(flat[4])
     assert list(attrs["logprobs.tokens.top_tokens"]) == ["a", "", "b", "c", "", ""]  # type: ignore[arg-type]
-    tokens = reassemble(telemetry.span().events)
+    tokens = reassemble(otel.span().events)
     assert [t.top_logprobs for t in tokens] == [(-0.1,), (-0.2, -2.0), ()]
     assert [t.top_tokens for t in tokens] == [("a",), ("b", "c"), ()]

@@ -14,9 +14,8 @@ from opentelemetry.trace import StatusCode
 
 from logprobscope.otel import CallTelemetry, LogprobTelemetry, OpenTelemetryCallbackHandler, _core
 from logprobscope.testing import ReplayServer
-
-from ..conftest import ModelFactory
-from .conftest import Telemetry
+from tests.support.factories import ModelFactory
+from tests.support.otel import InMemoryOtel
 
 SEED_TEXT = "Thank you for asking! I'm here and ready to help. How can I assist you today?"
 
@@ -63,7 +62,7 @@ def test_failing_exporter(
 
 @pytest.mark.parametrize("method", ["_add", "_chunk", "_end_span", "_record_metrics"])
 def test_failing_core(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_model: ModelFactory,
     server: ReplayServer,
     monkeypatch: pytest.MonkeyPatch,
@@ -71,10 +70,10 @@ def test_failing_core(
     method: str,
 ) -> None:
     monkeypatch.setattr(CallTelemetry, method, _raise)
-    handler = telemetry.handler()
+    handler = otel.handler()
     with caplog.at_level(logging.DEBUG, logger="logprobscope"):
         _use(make_model(server, logprobs=True), handler)
-    assert len(telemetry.spans()) == 2  # ended anyway
+    assert len(otel.spans()) == 2  # ended anyway
     warnings = [
         r for r in caplog.records if r.name == "logprobscope.otel" and r.levelno == logging.WARNING
     ]
@@ -82,17 +81,17 @@ def test_failing_core(
 
 
 def test_failing_instruments(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_model: ModelFactory,
     server: ReplayServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     instruments = handler.telemetry._instruments
     for name in _core._Instruments.__slots__:
         monkeypatch.setattr(instruments, name, _FailingInstrument())
     _use(make_model(server, logprobs=True), handler)
-    spans = telemetry.spans()
+    spans = otel.spans()
     # Both spans still end, whole (summary attributes set), and not as failures.
     counts = [(s.attributes or {}).get("logprobs.token_count") for s in spans]
     assert sorted(counts, key=str) == [19, 37], counts
@@ -109,37 +108,37 @@ class _FailingInstrument:
 
 
 def test_failing_tracer(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_model: ModelFactory,
     server: ReplayServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     monkeypatch.setattr(handler.telemetry._tracer, "start_span", _raise)
     _use(make_model(server, logprobs=True), handler)
-    assert telemetry.spans() == []
+    assert otel.spans() == []
     assert handler.active_calls == 0
 
 
 def test_failing_message_access_still_ends(
-    telemetry: Telemetry,
+    otel: InMemoryOtel,
     make_model: ModelFactory,
     server: ReplayServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     monkeypatch.setattr(CallTelemetry, "set_response", _raise)
     _use(make_model(server, logprobs=True), handler)
-    assert len(telemetry.spans()) == 2
+    assert len(otel.spans()) == 2
 
 
 def test_the_handler_does_not_raise_errors() -> None:
     assert OpenTelemetryCallbackHandler.raise_error is False
 
 
-def test_core_calls_in_any_order(telemetry: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+def test_core_calls_in_any_order(otel: InMemoryOtel, caplog: pytest.LogCaptureFixture) -> None:
     core = LogprobTelemetry(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
     )
     call = core.start_call(
         model="m",
@@ -152,7 +151,7 @@ def test_core_calls_in_any_order(telemetry: Telemetry, caplog: pytest.LogCapture
     call.add_entries([{"token": "x", "logprob": -1.0}], time_ns=1)
     call.add_chunk()
     call.set_response(response_id="late")
-    [span] = telemetry.spans()
+    [span] = otel.spans()
     attrs = span.attributes or {}
     assert attrs["logprobs.stream.completed"] is True
     assert span.status.status_code is StatusCode.UNSET

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from logprobscope.otel import CallTelemetry
 from logprobscope.testing import ReplayServer
-
-from ..conftest import ModelFactory
-from .conftest import Telemetry, histogram_points
-
-Factory = Callable[..., Telemetry]
+from tests.support.factories import ModelFactory
+from tests.support.otel import InMemoryOtel, histogram_points
 
 
 def test_sampled_out_records_metrics_only(
-    make_otel: Factory,
+    otel: InMemoryOtel,
     make_model: ModelFactory,
     server: ReplayServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    telemetry = make_otel(sampler=ALWAYS_OFF)
+    telemetry = otel.new(sampler=ALWAYS_OFF)
     events: list[object] = []
     original = CallTelemetry._token_events
 
@@ -46,9 +41,9 @@ def test_sampled_out_records_metrics_only(
 
 
 def test_sampled_out_parent(
-    make_otel: Factory, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    telemetry = make_otel(sampler=ParentBased(ALWAYS_OFF))
+    telemetry = otel.new(sampler=ParentBased(ALWAYS_OFF))
     handler = telemetry.handler()
     tracer = telemetry.tracer_provider.get_tracer("app")
     with tracer.start_as_current_span("request"):

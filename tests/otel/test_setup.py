@@ -41,8 +41,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from logprobscope.otel import OpenTelemetryCallbackHandler, TelemetryHandle, configure_telemetry
 from logprobscope.testing import ReplayServer
-
-from ..conftest import ModelFactory
+from tests.support.factories import ModelFactory
 
 OTEL_ENV = (
     "OTEL_SDK_DISABLED",

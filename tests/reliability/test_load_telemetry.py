@@ -28,10 +28,8 @@ from dataclasses import dataclass
 
 import pytest
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -39,6 +37,7 @@ from logprobscope import AsyncChatStream, ChatOpenAI, ChatStream
 from logprobscope._callbacks import RunCallbacks
 from logprobscope.otel import CallTelemetry, OpenTelemetryCallbackHandler
 from logprobscope.testing import ReplayServer
+from tests.support.otel import InMemoryOtel
 
 from .test_load import TOKENS, VARIANTS, UserError, _choose, _tokens
 
@@ -125,20 +124,11 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline() -> Iterator[Pipeline]:
-    exporter = InMemorySpanExporter()
+def pipeline(otel: InMemoryOtel) -> Pipeline:
     counting = _Counting()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(counting)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    handler = OpenTelemetryCallbackHandler(
-        tracer_provider=tracer_provider, meter_provider=meter_provider, capture_content=True
-    )
-    yield Pipeline(handler, exporter, reader, counting)
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
+    otel.tracer_provider.add_span_processor(counting)
+    handler = otel.handler(capture_content=True)
+    return Pipeline(handler, otel.exporter, otel.reader, counting)
 
 
 @pytest.fixture

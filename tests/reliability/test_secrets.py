@@ -31,6 +31,7 @@ from logprobscope.langchain import LogprobsCallbackHandler
 from logprobscope.otel import OpenTelemetryCallbackHandler
 from logprobscope.report import OTLPJsonFileSpanExporter, read_traces, render_html
 from logprobscope.testing import Faults, ReplayServer, make_completion
+from tests.support.otel import InMemoryOtel
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,18 +63,13 @@ class Capture:
 
 
 @pytest.fixture
-def capture(tmp_path: Path) -> Iterator[Capture]:
-    spans = InMemorySpanExporter()
+def capture(otel: InMemoryOtel, tmp_path: Path) -> Capture:
     file = tmp_path / "traces.jsonl"
-    resource = Resource.create({"service.name": "secrets-test"})
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPJsonFileSpanExporter(file)))
-    metrics = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[metrics], resource=resource)
-    yield Capture(tracer_provider, meter_provider, spans, metrics, file)
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
+    pipeline = otel.new(resource=Resource.create({"service.name": "secrets-test"}))
+    pipeline.tracer_provider.add_span_processor(SimpleSpanProcessor(OTLPJsonFileSpanExporter(file)))
+    return Capture(
+        pipeline.tracer_provider, pipeline.meter_provider, pipeline.exporter, pipeline.reader, file
+    )
 
 
 @pytest.fixture

@@ -19,13 +19,10 @@ from logprobscope.instrument import instrument_openai, uninstrument_openai
 from logprobscope.langchain import LogprobsCallbackHandler
 from logprobscope.otel import OpenTelemetryCallbackHandler
 from logprobscope.testing import Faults, ReplayServer, make_completion
-from tests.conftest import ModelFactory, ServerFactory
-from tests.integrations.conftest import LangChainFactory, OtelFactory
-from tests.integrations.helpers import (
+from tests.support.entry_points import (
     MESSAGES,
     PROMPT,
     TOP_K,
-    Otel,
     assert_chat_span,
     assert_same_metrics,
     attributes,
@@ -33,6 +30,8 @@ from tests.integrations.helpers import (
     metric_summary,
     token_logprobs,
 )
+from tests.support.factories import LangChainFactory, ModelFactory, ServerFactory
+from tests.support.otel import InMemoryOtel
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,7 +39,7 @@ pytestmark = pytest.mark.timeout(60)
 # -- the same completion through the three entry points --------------------------------------
 
 
-def _ours(otel: Otel, make_model: ModelFactory, server: ReplayServer, stream: bool) -> None:
+def _ours(otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer, stream: bool) -> None:
     handler = OpenTelemetryCallbackHandler(
         tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
     )
@@ -53,7 +52,7 @@ def _ours(otel: Otel, make_model: ModelFactory, server: ReplayServer, stream: bo
 
 
 def _langchain(
-    otel: Otel, make_lc_model: LangChainFactory, server: ReplayServer, stream: bool
+    otel: InMemoryOtel, make_lc_model: LangChainFactory, server: ReplayServer, stream: bool
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(
@@ -67,7 +66,7 @@ def _langchain(
     assert handler.active_runs == 0
 
 
-def _raw(otel: Otel, server: ReplayServer, stream: bool) -> None:
+def _raw(otel: InMemoryOtel, server: ReplayServer, stream: bool) -> None:
     with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
         instrument_openai(client, telemetry=otel.telemetry)
         if stream:
@@ -94,11 +93,11 @@ def _raw(otel: Otel, server: ReplayServer, stream: bool) -> None:
 def test_three_entry_points_emit_the_same_telemetry(
     stream: bool,
     server: ReplayServer,
-    make_otel: OtelFactory,
+    otel: InMemoryOtel,
     make_model: ModelFactory,
     make_lc_model: LangChainFactory,
 ) -> None:
-    ours, lc, raw = make_otel(), make_otel(), make_otel()
+    ours, lc, raw = otel.new(), otel.new(), otel.new()
     _ours(ours, make_model, server, stream)
     _langchain(lc, make_lc_model, server, stream)
     _raw(raw, server, stream)
@@ -122,7 +121,7 @@ def test_three_entry_points_emit_the_same_telemetry(
 
 
 async def test_ainvoke_and_astream_are_children_of_the_current_span(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True, top_logprobs=TOP_K, callbacks=[handler])
@@ -150,7 +149,7 @@ async def test_ainvoke_and_astream_are_children_of_the_current_span(
 
 
 def test_batch_runs_one_span_per_input_under_the_callers_span(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
@@ -171,7 +170,7 @@ def test_batch_runs_one_span_per_input_under_the_callers_span(
 
 
 async def test_abatch_runs_one_span_per_input_under_the_callers_span(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
@@ -186,7 +185,7 @@ async def test_abatch_runs_one_span_per_input_under_the_callers_span(
 
 
 def test_model_called_inside_a_chain_is_nested_under_the_current_span(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True, top_logprobs=TOP_K)
@@ -214,7 +213,7 @@ def test_model_called_inside_a_chain_is_nested_under_the_current_span(
 
 
 async def test_async_chain_runs_keep_the_callers_span(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True)
@@ -236,7 +235,7 @@ async def test_async_chain_runs_keep_the_callers_span(
 
 
 def test_streaming_model_invoke_is_recorded_as_a_stream(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True, streaming=True, callbacks=[handler])
@@ -251,7 +250,7 @@ def test_streaming_model_invoke_is_recorded_as_a_stream(
 
 
 def test_stream_left_early_is_not_completed(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
@@ -271,7 +270,7 @@ def test_stream_left_early_is_not_completed(
 
 
 def test_api_error_ends_the_span_with_the_error_the_caller_gets(
-    make_server: ServerFactory, otel: Otel, make_lc_model: LangChainFactory
+    make_server: ServerFactory, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     server = make_server(faults=Faults(status=500))
     handler = LogprobsCallbackHandler(otel.telemetry)
@@ -283,14 +282,14 @@ def test_api_error_ends_the_span_with_the_error_the_caller_gets(
     error_type = type(caught.value)
     assert span.attributes["error.type"] == f"{error_type.__module__}.{error_type.__qualname__}"  # type: ignore[index]
     assert [e.name for e in span.events] == ["exception"]
-    duration = otel.metrics()["gen_ai.client.operation.duration"]
+    duration = otel.metric_points()["gen_ai.client.operation.duration"]
     assert [dict(p.attributes or {}).get("error.type") for p in duration] == [
         span.attributes["error.type"]  # type: ignore[index]
     ]
 
 
 def test_stream_cut_by_the_server_keeps_the_tokens_received(
-    make_server: ServerFactory, otel: Otel, make_lc_model: LangChainFactory
+    make_server: ServerFactory, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     server = make_server(faults=Faults(cut_after=6))  # the role chunk and five tokens
     handler = LogprobsCallbackHandler(otel.telemetry)
@@ -306,7 +305,7 @@ def test_stream_cut_by_the_server_keeps_the_tokens_received(
 
 
 def test_user_exception_in_the_loop_propagates_unchanged(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
@@ -323,7 +322,7 @@ def test_user_exception_in_the_loop_propagates_unchanged(
 
 
 async def test_concurrent_streams_share_one_handler(
-    make_server: ServerFactory, otel: Otel, make_lc_model: LangChainFactory
+    make_server: ServerFactory, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     completions = [
         make_completion([f" w{i}_{j}" for j in range(10 + i)], id=f"chatcmpl-{i}", seed=i)
@@ -348,10 +347,9 @@ async def test_concurrent_streams_share_one_handler(
 
 
 def test_content_capture_records_texts_and_messages(
-    server: ReplayServer, make_otel: OtelFactory, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    otel = make_otel(capture_content=True)
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(otel.telemetry_with(capture_content=True))
     model = make_lc_model(server, logprobs=True, top_logprobs=TOP_K, callbacks=[handler])
     answer = "".join(str(c.content) for c in model.stream(PROMPT))
     span = otel.span()
@@ -364,7 +362,7 @@ def test_content_capture_records_texts_and_messages(
 
 
 def test_content_is_not_captured_by_default(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     model = make_lc_model(
         server, logprobs=True, callbacks=[LogprobsCallbackHandler(otel.telemetry)]
@@ -376,7 +374,7 @@ def test_content_is_not_captured_by_default(
 
 
 def test_handler_makes_its_own_telemetry(
-    server: ReplayServer, otel: Otel, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     handler = LogprobsCallbackHandler(
         tracer_provider=otel.tracer_provider,
@@ -392,10 +390,10 @@ def test_handler_makes_its_own_telemetry(
 
 
 def test_global_instrumentation_alone_also_covers_langchain_models(
-    server: ReplayServer, make_otel: OtelFactory, make_lc_model: LangChainFactory
+    server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     # The documented alternative to the handler (not both: each call would be traced twice).
-    via_handler, via_instrument = make_otel(), make_otel()
+    via_handler, via_instrument = otel.new(), otel.new()
     handler = LogprobsCallbackHandler(via_handler.telemetry)
     make_lc_model(server, logprobs=True, stream_usage=True, callbacks=[handler]).invoke(PROMPT)
     instrument_openai(telemetry=via_instrument.telemetry)

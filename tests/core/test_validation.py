@@ -17,8 +17,7 @@ import pytest
 
 from logprobscope import AIMessage, BaseCallbackHandler, ChatOpenAI, HumanMessage
 from logprobscope.testing import ReplayServer
-
-from .conftest import ModelFactory
+from tests.support.factories import ModelFactory
 
 CallFn = Callable[[ChatOpenAI, Any, dict[str, Any]], object]
 

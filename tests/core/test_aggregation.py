@@ -34,8 +34,8 @@ from logprobscope import (
 )
 from logprobscope._wire import StreamAccumulator, message_from_completion
 from logprobscope.testing import Completion, ReplayServer, make_completion
-
-from .conftest import ModelFactory, RecordingHandler, ServerFactory
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.recording import RecordingHandler
 
 Entry = dict[str, Any]
 

@@ -22,8 +22,7 @@ from logprobscope import (
     UsageMetadata,
 )
 from logprobscope.testing import SEED_STREAM, SEED_TOP_LOGPROBS, ReplayServer
-
-from .conftest import ModelFactory, ServerFactory
+from tests.support.factories import ModelFactory, ServerFactory
 
 
 def _tl(token: str, logprob: float, raw: list[int] | None = None) -> TokenLogprob:

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from openai.types.chat import ChatCompletionMessageParam
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    HistogramDataPoint,
-    InMemoryMetricReader,
-    NumberDataPoint,
-)
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.metrics.export import HistogramDataPoint
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from logprobscope.otel import LogprobTelemetry
+from tests.support.otel import InMemoryOtel
 
 PROMPT = "how are you today?"
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
@@ -34,44 +27,6 @@ TIMED_METRICS = frozenset(
         "gen_ai.client.operation.time_per_output_chunk",
     }
 )
-
-
-@dataclass
-class Otel:
-    """One in-memory pipeline: spans and metrics of whatever records into `telemetry`."""
-
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    exporter: InMemorySpanExporter
-    reader: InMemoryMetricReader
-    telemetry: LogprobTelemetry
-
-    def spans(self, name: str | None = None) -> list[ReadableSpan]:
-        spans = list(self.exporter.get_finished_spans())
-        return [s for s in spans if name is None or s.name == name]
-
-    def span(self) -> ReadableSpan:
-        spans = self.spans()
-        assert len(spans) == 1, [s.name for s in spans]
-        return spans[0]
-
-    def metrics(self) -> dict[str, list[HistogramDataPoint | NumberDataPoint]]:
-        """Every metric's data points, by name (cumulative since the pipeline was made)."""
-        data = self.reader.get_metrics_data()
-        out: dict[str, list[HistogramDataPoint | NumberDataPoint]] = {}
-        if data is None:
-            return out
-        for resource in data.resource_metrics:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    points = out.setdefault(metric.name, [])
-                    points.extend(metric.data.data_points)  # type: ignore[arg-type]
-        return out
-
-    def telemetry_with(self, **options: Any) -> LogprobTelemetry:
-        return LogprobTelemetry(
-            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **options
-        )
 
 
 def attributes(span: ReadableSpan, *, drop: Sequence[str] = ()) -> dict[str, Any]:
@@ -106,10 +61,10 @@ def assert_chat_span(span: ReadableSpan, *, stream: bool) -> None:
     assert timestamps == sorted(timestamps)
 
 
-def metric_summary(otel: Otel) -> dict[str, tuple[int, float | None]]:
+def metric_summary(otel: InMemoryOtel) -> dict[str, tuple[int, float | None]]:
     """Per metric: the number of observations, and their sum when it does not depend on time."""
     out: dict[str, tuple[int, float | None]] = {}
-    for name, points in otel.metrics().items():
+    for name, points in otel.metric_points().items():
         count = 0
         total = 0.0
         for point in points:

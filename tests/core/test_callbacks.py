@@ -24,8 +24,8 @@ from logprobscope import (
     SystemMessage,
 )
 from logprobscope.testing import Completion, Faults, ReplayServer, make_completion
-
-from .conftest import AsyncRecordingHandler, ModelFactory, RecordingHandler, ServerFactory
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.recording import AsyncRecordingHandler, RecordingHandler
 
 
 class Labelled(BaseCallbackHandler):

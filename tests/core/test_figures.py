@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logprobscope.otel import LogprobStats, LogprobTelemetry
-
-from .conftest import Telemetry, histogram_points, number_points
+from tests.support.otel import InMemoryOtel, histogram_points, number_points
 
 INF = math.inf
 NAN = math.nan
@@ -149,17 +148,17 @@ def test_empty_has_no_statistics() -> None:
 # -- the edge cases as exported ----------------------------------------------------------------
 
 
-def _call(telemetry: Telemetry, entries: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+def _call(otel: InMemoryOtel, entries: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
     core = LogprobTelemetry(
-        tracer_provider=telemetry.tracer_provider,
-        meter_provider=telemetry.meter_provider,
+        tracer_provider=otel.tracer_provider,
+        meter_provider=otel.meter_provider,
         **options,
     )
     call = core.start_call(model="m", stream=False, params={"logprobs": True})
     call.add_entries(entries, time_ns=1_000)
     call.set_response(response_model="m-1")
     call.end()
-    return dict(telemetry.span().attributes or {})
+    return dict(otel.span().attributes or {})
 
 
 def _entry(lp: float, *alts: float) -> dict[str, Any]:
@@ -170,14 +169,14 @@ def _entry(lp: float, *alts: float) -> dict[str, Any]:
     }
 
 
-def test_minus_infinity(telemetry: Telemetry) -> None:
-    attrs = _call(telemetry, [_entry(-0.5, -0.5, -INF), _entry(-INF, -0.1, -INF)])
+def test_minus_infinity(otel: InMemoryOtel) -> None:
+    attrs = _call(otel, [_entry(-0.5, -0.5, -INF), _entry(-INF, -0.1, -INF)])
     assert attrs["logprobs.sum"] == -INF and attrs["logprobs.mean"] == -INF
     assert attrs["logprobs.perplexity"] == INF
     assert attrs["logprobs.min"] == -INF and attrs["logprobs.min_index"] == 1
     assert attrs["logprobs.low_confidence.count"] == 1
     assert attrs["logprobs.margin.mean"] == pytest.approx((math.exp(-0.5) + math.exp(-0.1)) / 2)
-    metrics = telemetry.metrics()
+    metrics = otel.metrics()
     # Histograms take finite values only: no perplexity observation; p = 0 is finite.
     assert "logprobs.response.perplexity" not in metrics
     [min_p] = histogram_points(metrics["logprobs.response.min_probability"])
@@ -188,43 +187,43 @@ def test_minus_infinity(telemetry: Telemetry) -> None:
     assert low.value == 1
 
 
-def test_nan_is_counted_but_not_a_statistic(telemetry: Telemetry) -> None:
-    attrs = _call(telemetry, [_entry(-0.5), _entry(NAN), {"token": "z", "logprob": "oops"}])
+def test_nan_is_counted_but_not_a_statistic(otel: InMemoryOtel) -> None:
+    attrs = _call(otel, [_entry(-0.5), _entry(NAN), {"token": "z", "logprob": "oops"}])
     assert attrs["logprobs.token_count"] == 3
     assert attrs["logprobs.sum"] == -0.5 and attrs["logprobs.mean"] == -0.5
     assert attrs["logprobs.min_index"] == 0
-    [probability] = histogram_points(telemetry.metrics()["logprobs.token.probability"])
+    [probability] = histogram_points(otel.metrics()["logprobs.token.probability"])
     assert probability.count == 1
-    events = telemetry.span().events
+    events = otel.span().events
     assert len(events) == 3 and math.isnan(events[1].attributes["logprobs.token.logprob"])  # type: ignore[index,arg-type]
 
 
-def test_floors_are_just_very_negative(telemetry: Telemetry) -> None:
-    attrs = _call(telemetry, [_entry(-9999.0, -9999.0), _entry(-0.1, -0.1, -9999.0)])
+def test_floors_are_just_very_negative(otel: InMemoryOtel) -> None:
+    attrs = _call(otel, [_entry(-9999.0, -9999.0), _entry(-0.1, -0.1, -9999.0)])
     assert attrs["logprobs.sum"] == pytest.approx(-9999.1)
     assert attrs["logprobs.perplexity"] == INF  # exp(4999.55) overflows: infinite, no error
     assert attrs["logprobs.min"] == -9999.0
     assert attrs["logprobs.entropy.mean"] == pytest.approx(-math.exp(-0.1) * -0.1 / 2)
-    metrics = telemetry.metrics()
+    metrics = otel.metrics()
     assert "logprobs.response.perplexity" not in metrics
     [probability] = histogram_points(metrics["logprobs.token.probability"])
     assert probability.count == 2 and probability.min == 0.0
 
 
-def test_no_alternatives_no_entropy_nor_margin(telemetry: Telemetry) -> None:
-    attrs = _call(telemetry, [_entry(-0.2), _entry(-0.3)])
+def test_no_alternatives_no_entropy_nor_margin(otel: InMemoryOtel) -> None:
+    attrs = _call(otel, [_entry(-0.2), _entry(-0.3)])
     assert "logprobs.entropy.mean" not in attrs and "logprobs.margin.mean" not in attrs
-    assert "logprobs.response.entropy" not in telemetry.metrics()
+    assert "logprobs.response.entropy" not in otel.metrics()
 
 
-def test_one_alternative_entropy_without_margin(telemetry: Telemetry) -> None:
-    attrs = _call(telemetry, [_entry(-0.2, -0.2)])
+def test_one_alternative_entropy_without_margin(otel: InMemoryOtel) -> None:
+    attrs = _call(otel, [_entry(-0.2, -0.2)])
     assert attrs["logprobs.entropy.mean"] == pytest.approx(0.2 * math.exp(-0.2))
     assert "logprobs.margin.mean" not in attrs
 
 
-def test_empty_response(telemetry: Telemetry) -> None:
-    attrs = _call(telemetry, [])
+def test_empty_response(otel: InMemoryOtel) -> None:
+    attrs = _call(otel, [])
     assert attrs["logprobs.token_count"] == 0
     assert not [
         k
@@ -239,7 +238,7 @@ def test_empty_response(telemetry: Telemetry) -> None:
             "logprobs.events.mode",
         }
     ]
-    names = set(telemetry.metrics())
+    names = set(otel.metrics())
     assert names == {"gen_ai.client.operation.duration"}  # no per-call logprob histograms
 
 

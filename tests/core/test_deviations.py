@@ -25,8 +25,8 @@ from logprobscope import (
     UsageMetadata,
 )
 from logprobscope.testing import SEED_STREAM, Completion, Deviations, ReplayServer
-
-from .conftest import ModelFactory, RecordingHandler, ServerFactory
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.recording import RecordingHandler
 
 SEED_TEXT = "Thank you for asking! I'm here and ready to help. How can I assist you today?"
 _SEED_STREAM_ENTRIES: list[Any] = SEED_STREAM["choices"][0]["logprobs"]["content"]  # type: ignore[index]

@@ -16,7 +16,6 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from logprobscope.otel import EventsMode
@@ -29,8 +28,8 @@ from logprobscope.report import (
     render_html,
     spans_to_otlp_json,
 )
-
-from .contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, write_call
+from tests.support.contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, write_call
+from tests.support.otel import InMemoryOtel
 
 # -- reading our own file ----------------------------------------------------------------------
 
@@ -110,10 +109,9 @@ def test_several_calls_and_files_sorted_by_start(tmp_path: Path) -> None:
 # -- the exporter's two encoders agree --------------------------------------------------------
 
 
-def test_hand_mapping_equals_protobuf_mapping() -> None:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
+def test_hand_mapping_equals_protobuf_mapping(otel: InMemoryOtel) -> None:
+    memory = otel.new(resource=Resource.create({"service.name": "svc"}))
+    provider = memory.tracer_provider
     outer = provider.get_tracer("outer", "1.2", schema_url="https://example.invalid/schema")
     inner = provider.get_tracer("inner")
     with outer.start_as_current_span("root") as root:
@@ -126,7 +124,7 @@ def test_hand_mapping_equals_protobuf_mapping() -> None:
             span.add_event("logprobs.token", {"logprobs.token.index": 0})
             span.add_event("bare")
             span.set_status(Status(StatusCode.ERROR, "boom"))
-    spans = memory.get_finished_spans()
+    spans = memory.spans()
     by_protobuf = json.loads(spans_to_otlp_json(spans))
     by_hand = json.loads(spans_to_otlp_json(spans, use_protobuf=False))
     assert by_protobuf == by_hand

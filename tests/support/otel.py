@@ -1,17 +1,18 @@
-"""Fixtures of the OpenTelemetry tests: in-memory span exporter and metric reader, per test.
+"""One in-memory OpenTelemetry pipeline for every test that reads telemetry back.
 
-Nothing here touches the global OpenTelemetry providers: every handler gets the test's own
-providers, so tests cannot leak telemetry into each other.
+Nothing here touches the global OpenTelemetry providers: every handler, `LogprobTelemetry` or
+instrumentation gets a test's own providers, so tests cannot leak telemetry into each other.
+The `otel` fixture (tests/conftest.py) gives one; `otel.new(...)` makes more.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
@@ -19,36 +20,79 @@ from opentelemetry.sdk.metrics.export import (
     Metric,
     NumberDataPoint,
 )
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from logprobscope.otel import OpenTelemetryCallbackHandler
+from logprobscope.otel import LogprobTelemetry, OpenTelemetryCallbackHandler
 
 TOKEN_EVENT = "logprobs.token"
 BATCH_EVENT = "logprobs.tokens"
 
 
-@dataclass
-class Telemetry:
-    """A test's providers and what they exported."""
+class InMemoryOtel:
+    """A tracer provider exporting every ended span to memory, a meter provider read in memory.
 
-    tracer_provider: TracerProvider
-    meter_provider: MeterProvider
-    exporter: InMemorySpanExporter
-    reader: InMemoryMetricReader
-    handlers: list[OpenTelemetryCallbackHandler] = field(default_factory=list)
+    `span_limits`, `sampler` and `resource` go to the providers (None: the SDK's defaults).
+    More span processors can be added with `tracer_provider.add_span_processor`.
+    """
+
+    def __init__(
+        self,
+        *,
+        span_limits: SpanLimits | None = None,
+        sampler: Sampler | None = None,
+        resource: Resource | None = None,
+    ) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider(
+            span_limits=span_limits, sampler=sampler, resource=resource
+        )
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader], resource=resource)
+        self.handlers: list[OpenTelemetryCallbackHandler] = []
+        self._others: list[InMemoryOtel] = []
+
+    def new(
+        self,
+        *,
+        span_limits: SpanLimits | None = None,
+        sampler: Sampler | None = None,
+        resource: Resource | None = None,
+    ) -> InMemoryOtel:
+        """Another pipeline, separate from this one; checked and shut down with it."""
+        other = InMemoryOtel(span_limits=span_limits, sampler=sampler, resource=resource)
+        self._others.append(other)
+        return other
+
+    # -- what records into it -------------------------------------------------------------
 
     def handler(self, **options: Any) -> OpenTelemetryCallbackHandler:
-        """A handler on this test's providers."""
+        """A handler on these providers; its calls must all have ended by `close`."""
         handler = OpenTelemetryCallbackHandler(
             tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **options
         )
         self.handlers.append(handler)
         return handler
 
+    @cached_property
+    def telemetry(self) -> LogprobTelemetry:
+        """One telemetry core on these providers with default options (made on first use)."""
+        return self.telemetry_with()
+
+    def telemetry_with(self, **options: Any) -> LogprobTelemetry:
+        """A new telemetry core on these providers with `options`."""
+        return LogprobTelemetry(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider, **options
+        )
+
+    # -- what it exported -----------------------------------------------------------------
+
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        """The finished spans (named `name` when given), in the order they ended."""
         return [s for s in self.exporter.get_finished_spans() if name is None or s.name == name]
 
     def span(self) -> ReadableSpan:
@@ -69,6 +113,33 @@ class Telemetry:
                     out[metric.name] = metric
         return out
 
+    def metric_points(self) -> dict[str, list[HistogramDataPoint | NumberDataPoint]]:
+        """Every metric's data points, by name, over all scopes (cumulative)."""
+        data = self.reader.get_metrics_data()
+        out: dict[str, list[HistogramDataPoint | NumberDataPoint]] = {}
+        if data is None:
+            return out
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    points = out.setdefault(metric.name, [])
+                    points.extend(metric.data.data_points)  # type: ignore[arg-type]
+        return out
+
+    # -- after the test -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Check that every handler's calls ended, here and in `new` pipelines; shut all down."""
+        pipelines = [self, *self._others]
+        try:
+            for pipeline in pipelines:
+                for handler in pipeline.handlers:
+                    assert handler.active_calls == 0, "a call's telemetry never ended"
+        finally:
+            for pipeline in pipelines:
+                pipeline.tracer_provider.shutdown()
+                pipeline.meter_provider.shutdown()
+
 
 def histogram_points(metric: Metric) -> list[HistogramDataPoint]:
     points = list(metric.data.data_points)
@@ -80,48 +151,6 @@ def number_points(metric: Metric) -> list[NumberDataPoint]:
     points = list(metric.data.data_points)
     assert all(isinstance(p, NumberDataPoint) for p in points)
     return points  # type: ignore[return-value]
-
-
-def make_telemetry(
-    *, span_limits: SpanLimits | None = None, sampler: Sampler | None = None
-) -> Telemetry:
-    exporter = InMemorySpanExporter()
-    tracer_provider = TracerProvider(span_limits=span_limits, sampler=sampler)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
-    return Telemetry(tracer_provider, meter_provider, exporter, reader)
-
-
-@pytest.fixture
-def telemetry() -> Iterator[Telemetry]:
-    """In-memory traces (SDK default limits) and metrics; every call must have ended."""
-    made = make_telemetry()
-    yield made
-    for handler in made.handlers:
-        assert handler.active_calls == 0, "a call's telemetry never ended"
-    made.tracer_provider.shutdown()
-    made.meter_provider.shutdown()
-
-
-@pytest.fixture
-def make_otel() -> Iterator[Any]:
-    """Factory of `Telemetry` with custom span limits or sampler; all shut down after."""
-    made: list[Telemetry] = []
-
-    def factory(
-        *, span_limits: SpanLimits | None = None, sampler: Sampler | None = None
-    ) -> Telemetry:
-        item = make_telemetry(span_limits=span_limits, sampler=sampler)
-        made.append(item)
-        return item
-
-    yield factory
-    for item in made:
-        for handler in item.handlers:
-            assert handler.active_calls == 0, "a call's telemetry never ended"
-        item.tracer_provider.shutdown()
-        item.meter_provider.shutdown()
 
 
 # -- reading the token logprobs back out of a span ---------------------------------------------

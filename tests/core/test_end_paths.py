@@ -17,8 +17,8 @@ import pytest
 
 from logprobscope import AIMessage, AIMessageChunk, AsyncChatStream, ChatOpenAI, ChatStream
 from logprobscope.testing import SEED_STREAM, Faults, ReplayServer
-
-from .conftest import AsyncRecordingHandler, ModelFactory, RecordingHandler, ServerFactory
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.recording import AsyncRecordingHandler, RecordingHandler
 
 SEED_TEXT = "Thank you for asking! I'm here and ready to help. How can I assist you today?"
 N_SEED_EVENTS = 1 + 19 + 1 + 1  # role, 19 tokens, finish, usage

@@ -16,13 +16,10 @@ from opentelemetry.trace import StatusCode
 from logprobscope.instrument import instrument_openai, uninstrument_openai
 from logprobscope.otel import OpenTelemetryCallbackHandler
 from logprobscope.testing import Faults, ReplayServer
-from tests.conftest import ModelFactory, ServerFactory
-from tests.integrations.conftest import OtelFactory
-from tests.integrations.helpers import (
+from tests.support.entry_points import (
     MESSAGES,
     PROMPT,
     TOP_K,
-    Otel,
     assert_chat_span,
     assert_same_metrics,
     attributes,
@@ -30,6 +27,8 @@ from tests.integrations.helpers import (
     metric_summary,
     token_logprobs,
 )
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.otel import InMemoryOtel
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_global_instrumentation")]
 
@@ -79,7 +78,9 @@ def _stream_logprobs(chunks: list[ChatCompletionChunk]) -> list[float]:
 # -- the SDK's objects, untouched -----------------------------------------------------------
 
 
-def test_completion_is_the_sdks_and_matches_the_span(client: openai.OpenAI, otel: Otel) -> None:
+def test_completion_is_the_sdks_and_matches_the_span(
+    client: openai.OpenAI, otel: InMemoryOtel
+) -> None:
     plain = _create(client)
     instrument_openai(client, telemetry=otel.telemetry)
     traced = _create(client)
@@ -99,7 +100,7 @@ def test_completion_is_the_sdks_and_matches_the_span(client: openai.OpenAI, otel
 
 
 def test_stream_yields_the_sdks_chunks_and_forwards_the_rest(
-    client: openai.OpenAI, otel: Otel
+    client: openai.OpenAI, otel: InMemoryOtel
 ) -> None:
     with _stream(client) as plain_stream:
         plain = list(plain_stream)
@@ -124,9 +125,9 @@ def test_stream_yields_the_sdks_chunks_and_forwards_the_rest(
 
 
 def test_raw_client_and_our_model_emit_the_same_telemetry(
-    server: ReplayServer, client: openai.OpenAI, make_otel: OtelFactory, make_model: ModelFactory
+    server: ReplayServer, client: openai.OpenAI, otel: InMemoryOtel, make_model: ModelFactory
 ) -> None:
-    ours, raw = make_otel(), make_otel()
+    ours, raw = otel.new(), otel.new()
     handler = OpenTelemetryCallbackHandler(
         tracer_provider=ours.tracer_provider, meter_provider=ours.meter_provider
     )
@@ -152,7 +153,7 @@ def test_raw_client_and_our_model_emit_the_same_telemetry(
 # -- every way a stream ends, exactly once -----------------------------------------------------
 
 
-def test_stream_left_with_break_ends_when_closed(client: openai.OpenAI, otel: Otel) -> None:
+def test_stream_left_with_break_ends_when_closed(client: openai.OpenAI, otel: InMemoryOtel) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     with _stream(client) as stream:
         for count, _ in enumerate(stream):
@@ -165,7 +166,9 @@ def test_stream_left_with_break_ends_when_closed(client: openai.OpenAI, otel: Ot
     assert span.attributes["logprobs.token_count"] == 3  # type: ignore[index]
 
 
-def test_stream_garbage_collected_unclosed_ends_once(client: openai.OpenAI, otel: Otel) -> None:
+def test_stream_garbage_collected_unclosed_ends_once(
+    client: openai.OpenAI, otel: InMemoryOtel
+) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     stream = _stream(client)
     next(stream)
@@ -178,7 +181,7 @@ def test_stream_garbage_collected_unclosed_ends_once(client: openai.OpenAI, otel
 
 
 def test_user_exception_inside_the_stream_propagates_unchanged(
-    client: openai.OpenAI, otel: Otel
+    client: openai.OpenAI, otel: InMemoryOtel
 ) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     mine = ValueError("mine")
@@ -193,7 +196,7 @@ def test_user_exception_inside_the_stream_propagates_unchanged(
 
 
 def test_api_error_propagates_unchanged_and_ends_the_span(
-    make_server: ServerFactory, otel: Otel
+    make_server: ServerFactory, otel: InMemoryOtel
 ) -> None:
     server = make_server(faults=Faults(status=503))
     with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
@@ -210,7 +213,7 @@ def test_api_error_propagates_unchanged_and_ends_the_span(
 
 
 def test_stream_cut_by_the_server_fails_with_the_tokens_received(
-    make_server: ServerFactory, otel: Otel
+    make_server: ServerFactory, otel: InMemoryOtel
 ) -> None:
     server = make_server(faults=Faults(cut_after=4))  # the role chunk and three tokens
     with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
@@ -228,7 +231,7 @@ def test_stream_cut_by_the_server_fails_with_the_tokens_received(
 # -- async ------------------------------------------------------------------------------------
 
 
-async def test_async_create_and_stream(aclient: openai.AsyncOpenAI, otel: Otel) -> None:
+async def test_async_create_and_stream(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
     instrument_openai(aclient, telemetry=otel.telemetry)
     tracer = otel.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("outer") as outer:
@@ -254,7 +257,7 @@ async def test_async_create_and_stream(aclient: openai.AsyncOpenAI, otel: Otel) 
 
 
 async def test_async_stream_left_through_its_context_manager(
-    aclient: openai.AsyncOpenAI, otel: Otel
+    aclient: openai.AsyncOpenAI, otel: InMemoryOtel
 ) -> None:
     instrument_openai(aclient, telemetry=otel.telemetry)
     stream = await aclient.chat.completions.create(
@@ -270,7 +273,7 @@ async def test_async_stream_left_through_its_context_manager(
 
 
 async def test_async_stream_cancelled_ends_with_the_cancellation(
-    make_server: ServerFactory, otel: Otel
+    make_server: ServerFactory, otel: InMemoryOtel
 ) -> None:
     server = make_server(faults=Faults(stall_after=3, stall_seconds=30))
     async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
@@ -298,7 +301,7 @@ async def test_async_stream_cancelled_ends_with_the_cancellation(
 
 
 def test_client_instrumentation_is_idempotent_and_reversible(
-    client: openai.OpenAI, otel: Otel
+    client: openai.OpenAI, otel: InMemoryOtel
 ) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     wrapped = client.chat.completions.create
@@ -315,9 +318,9 @@ def test_client_instrumentation_is_idempotent_and_reversible(
 
 
 def test_a_second_instrumentation_replaces_the_telemetry(
-    client: openai.OpenAI, make_otel: OtelFactory
+    client: openai.OpenAI, otel: InMemoryOtel
 ) -> None:
-    first, second = make_otel(), make_otel()
+    first, second = otel.new(), otel.new()
     instrument_openai(client, telemetry=first.telemetry)
     instrument_openai(client, telemetry=second.telemetry)
     _create(client)
@@ -325,7 +328,7 @@ def test_a_second_instrumentation_replaces_the_telemetry(
 
 
 def test_global_instrumentation_covers_every_client_and_is_reversible(
-    server: ReplayServer, otel: Otel
+    server: ReplayServer, otel: InMemoryOtel
 ) -> None:
     with openai.OpenAI(base_url=server.base_url, api_key="k") as before:
         instrument_openai(telemetry=otel.telemetry)
@@ -346,9 +349,9 @@ def test_global_instrumentation_covers_every_client_and_is_reversible(
 
 
 def test_client_and_global_instrumentation_together_trace_once(
-    client: openai.OpenAI, make_otel: OtelFactory
+    client: openai.OpenAI, otel: InMemoryOtel
 ) -> None:
-    per_client, everywhere = make_otel(), make_otel()
+    per_client, everywhere = otel.new(), otel.new()
     instrument_openai(client, telemetry=per_client.telemetry)
     instrument_openai(telemetry=everywhere.telemetry)
     _create(client)
@@ -367,7 +370,7 @@ def test_instrumenting_something_else_is_refused() -> None:
 
 
 def test_raw_response_is_traced_and_its_parse_is_the_same_object(
-    client: openai.OpenAI, otel: Otel
+    client: openai.OpenAI, otel: InMemoryOtel
 ) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     raw = client.chat.completions.with_raw_response.create(
@@ -381,7 +384,9 @@ def test_raw_response_is_traced_and_its_parse_is_the_same_object(
     assert span.attributes["logprobs.token_count"] == len(parsed.choices[0].logprobs.content)  # type: ignore[index,union-attr,arg-type]
 
 
-async def test_async_raw_response_is_traced(aclient: openai.AsyncOpenAI, otel: Otel) -> None:
+async def test_async_raw_response_is_traced(
+    aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
     instrument_openai(aclient, telemetry=otel.telemetry)
     raw = await aclient.chat.completions.with_raw_response.create(
         model="gpt-4o", messages=MESSAGES, logprobs=True
@@ -390,7 +395,9 @@ async def test_async_raw_response_is_traced(aclient: openai.AsyncOpenAI, otel: O
     assert otel.span().attributes["gen_ai.response.id"] == parsed.id  # type: ignore[index]
 
 
-def test_streaming_response_and_raw_streams_pass_through(client: openai.OpenAI, otel: Otel) -> None:
+def test_streaming_response_and_raw_streams_pass_through(
+    client: openai.OpenAI, otel: InMemoryOtel
+) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     with client.chat.completions.with_streaming_response.create(
         model="gpt-4o", messages=MESSAGES, logprobs=True
@@ -406,7 +413,7 @@ def test_streaming_response_and_raw_streams_pass_through(client: openai.OpenAI, 
     assert otel.spans() == []
 
 
-def test_stream_helper_is_traced(client: openai.OpenAI, otel: Otel) -> None:
+def test_stream_helper_is_traced(client: openai.OpenAI, otel: InMemoryOtel) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     with client.chat.completions.stream(
         model="gpt-4o", messages=MESSAGES, logprobs=True, top_logprobs=TOP_K
@@ -420,9 +427,9 @@ def test_stream_helper_is_traced(client: openai.OpenAI, otel: Otel) -> None:
 
 
 async def test_our_model_is_traced_once_under_global_instrumentation(
-    server: ReplayServer, make_otel: OtelFactory, make_model: ModelFactory
+    server: ReplayServer, otel: InMemoryOtel, make_model: ModelFactory
 ) -> None:
-    ours, everywhere = make_otel(), make_otel()
+    ours, everywhere = otel.new(), otel.new()
     instrument_openai(telemetry=everywhere.telemetry)
     handler = OpenTelemetryCallbackHandler(
         tracer_provider=ours.tracer_provider, meter_provider=ours.meter_provider
@@ -439,7 +446,7 @@ async def test_our_model_is_traced_once_under_global_instrumentation(
 
 
 def test_concurrent_calls_from_threads_get_their_own_spans(
-    client: openai.OpenAI, otel: Otel
+    client: openai.OpenAI, otel: InMemoryOtel
 ) -> None:
     instrument_openai(client, telemetry=otel.telemetry)
     tracer = otel.tracer_provider.get_tracer("test")

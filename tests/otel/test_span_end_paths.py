@@ -15,9 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from logprobscope.testing import Faults, ReplayServer
-
-from ..conftest import ModelFactory, ServerFactory
-from .conftest import Telemetry, histogram_points, reassemble
+from tests.support.factories import ModelFactory, ServerFactory
+from tests.support.otel import InMemoryOtel, histogram_points, reassemble
 
 
 class UserError(Exception):
@@ -48,9 +47,9 @@ def _ok(span: ReadableSpan, *, completed: bool | None) -> None:
 
 
 def _failed(
-    telemetry: Telemetry, error: BaseException, error_type: str, *, stream: bool
+    otel: InMemoryOtel, error: BaseException, error_type: str, *, stream: bool
 ) -> ReadableSpan:
-    span = telemetry.span()
+    span = otel.span()
     attrs = span.attributes or {}
     assert span.status.status_code is StatusCode.ERROR
     assert attrs["error.type"] == error_type
@@ -60,7 +59,7 @@ def _failed(
         assert attrs["logprobs.stream.completed"] is False
     else:
         assert "logprobs.stream.completed" not in attrs
-    [duration] = histogram_points(telemetry.metrics()["gen_ai.client.operation.duration"])
+    [duration] = histogram_points(otel.metrics()["gen_ai.client.operation.duration"])
     assert (duration.attributes or {})["error.type"] == error_type
     return span
 
@@ -73,82 +72,80 @@ def _tokens(span: ReadableSpan) -> int:
 
 
 def test_invoke_returned(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    make_model(server, logprobs=True).invoke("hi", callbacks=[telemetry.handler()])
-    _ok(telemetry.span(), completed=None)
+    make_model(server, logprobs=True).invoke("hi", callbacks=[otel.handler()])
+    _ok(otel.span(), completed=None)
 
 
 def test_stream_exhausted(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    list(make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()]))
-    span = telemetry.span()
+    list(make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()]))
+    span = otel.span()
     _ok(span, completed=True)
     assert _tokens(span) == 19
 
 
 def test_with_block_exhausted(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    with make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()]) as s:
+    with make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()]) as s:
         list(s)
-    _ok(telemetry.span(), completed=True)
+    _ok(otel.span(), completed=True)
 
 
 # -- left early ---------------------------------------------------------------------------------
 
 
 def test_break_out_of_the_loop(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
     for i, _ in enumerate(
-        make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()])
+        make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()])
     ):
         if i == 4:
             break
     gc.collect()
-    span = telemetry.span()
+    span = otel.span()
     _ok(span, completed=False)
     assert _tokens(span) == 4  # role chunk, then 4 tokens: the 5th chunk is token 4
     assert (span.attributes or {})["logprobs.token_count"] == 4
 
 
-def test_close(telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer) -> None:
-    stream = make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()])
+def test_close(otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer) -> None:
+    stream = make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()])
     next(stream)
     next(stream)
-    assert telemetry.spans() == []  # still open
+    assert otel.spans() == []  # still open
     stream.close()
     stream.close()
-    _ok(telemetry.span(), completed=False)
+    _ok(otel.span(), completed=False)
 
 
 def test_with_block_left_early(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    with make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()]) as s:
+    with make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()]) as s:
         next(s)
-    _ok(telemetry.span(), completed=False)
+    _ok(otel.span(), completed=False)
 
 
 def test_garbage_collected_unclosed(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    stream = make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()])
+    stream = make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()])
     next(stream)
     next(stream)
     del stream
     gc.collect()
-    _ok(telemetry.span(), completed=False)
+    _ok(otel.span(), completed=False)
 
 
-def test_never_iterated(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
-) -> None:
-    make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()])
+def test_never_iterated(otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer) -> None:
+    make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()])
     gc.collect()
-    span = telemetry.span()
+    span = otel.span()
     _ok(span, completed=False)
     assert "gen_ai.response.time_to_first_chunk" not in (span.attributes or {})
     assert (span.attributes or {})["logprobs.token_count"] == 0
@@ -158,65 +155,63 @@ def test_never_iterated(
 
 
 def test_api_error_invoke(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     server = make_server(faults=Faults(status=500))
     with pytest.raises(openai.InternalServerError) as caught:
-        make_model(server, logprobs=True, max_retries=0).invoke(
-            "hi", callbacks=[telemetry.handler()]
-        )
+        make_model(server, logprobs=True, max_retries=0).invoke("hi", callbacks=[otel.handler()])
     assert type(caught.value) is openai.InternalServerError
-    _failed(telemetry, caught.value, "openai.InternalServerError", stream=False)
+    _failed(otel, caught.value, "openai.InternalServerError", stream=False)
 
 
 def test_api_error_stream(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     server = make_server(faults=Faults(status=500))
     stream = make_model(server, logprobs=True, max_retries=0).stream(
-        "hi", callbacks=[telemetry.handler()]
+        "hi", callbacks=[otel.handler()]
     )
     with pytest.raises(openai.InternalServerError) as caught:
         next(stream)
     stream.close()
-    _failed(telemetry, caught.value, "openai.InternalServerError", stream=True)
+    _failed(otel, caught.value, "openai.InternalServerError", stream=True)
 
 
 def test_connection_cut_mid_stream(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     server = make_server(faults=Faults(cut_after=5))
     with pytest.raises(openai.APIConnectionError) as caught:
-        list(make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()]))
-    span = _failed(telemetry, caught.value, "openai.APIConnectionError", stream=True)
+        list(make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()]))
+    span = _failed(otel, caught.value, "openai.APIConnectionError", stream=True)
     assert _tokens(span) == 4
     assert (span.attributes or {})["logprobs.token_count"] == 4
 
 
 def test_user_exception_inside_with(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
     error = UserError("mine")
     with pytest.raises(UserError) as caught:
-        with make_model(server, logprobs=True).stream("hi", callbacks=[telemetry.handler()]) as s:
+        with make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()]) as s:
             for i, _ in enumerate(s):
                 if i == 3:
                     raise error
     assert caught.value is error
     assert error.__context__ is None and error.__cause__ is None
-    span = _failed(telemetry, error, USER_ERROR, stream=True)
+    span = _failed(otel, error, USER_ERROR, stream=True)
     assert span.status.description == "mine"
 
 
 async def test_task_cancelled(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     server = make_server(faults=Faults(chunk_delay=0.05))
     model = make_model(server, logprobs=True)
     started = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in model.astream("hi", callbacks=[telemetry.handler()]):
+        async for _ in model.astream("hi", callbacks=[otel.handler()]):
             started.set()
 
     task = asyncio.create_task(consume())
@@ -224,22 +219,22 @@ async def test_task_cancelled(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    _failed(telemetry, asyncio.CancelledError(), "asyncio.exceptions.CancelledError", stream=True)
+    _failed(otel, asyncio.CancelledError(), "asyncio.exceptions.CancelledError", stream=True)
 
 
 # -- async ends ---------------------------------------------------------------------------------
 
 
 async def test_async_exhausted_and_invoke(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True)
     chunks = [c async for c in model.astream("hi", callbacks=[handler])]
     assert chunks
     await model.ainvoke("hi", callbacks=[handler])
     stream_span, invoke_span = sorted(
-        telemetry.spans(),
+        otel.spans(),
         key=lambda s: bool((s.attributes or {})["gen_ai.request.stream"]),
         reverse=True,
     )
@@ -248,50 +243,50 @@ async def test_async_exhausted_and_invoke(
 
 
 async def test_async_aclose_and_with(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    handler = telemetry.handler()
+    handler = otel.handler()
     model = make_model(server, logprobs=True)
     stream = model.astream("hi", callbacks=[handler])
     await stream.__anext__()
     await stream.aclose()
     async with model.astream("hi", callbacks=[handler]) as second:
         await second.__anext__()
-    spans = telemetry.spans()
+    spans = otel.spans()
     assert len(spans) == 2
     for span in spans:
         _ok(span, completed=False)
 
 
 async def test_async_user_exception_inside_with(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
     with pytest.raises(UserError):
         async with make_model(server, logprobs=True).astream(
-            "hi", callbacks=[telemetry.handler()]
+            "hi", callbacks=[otel.handler()]
         ) as stream:
             async for _ in stream:
                 raise UserError("in the loop")
-    _failed(telemetry, UserError(), USER_ERROR, stream=True)
+    _failed(otel, UserError(), USER_ERROR, stream=True)
 
 
 async def test_async_api_error(
-    telemetry: Telemetry, make_server: ServerFactory, make_model: ModelFactory
+    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
     server = make_server(faults=Faults(status=500))
     with pytest.raises(openai.InternalServerError):
         await make_model(server, logprobs=True, max_retries=0).ainvoke(
-            "hi", callbacks=[telemetry.handler()]
+            "hi", callbacks=[otel.handler()]
         )
-    _failed(telemetry, RuntimeError(), "openai.InternalServerError", stream=False)
+    _failed(otel, RuntimeError(), "openai.InternalServerError", stream=False)
 
 
 async def test_async_garbage_collected(
-    telemetry: Telemetry, make_model: ModelFactory, server: ReplayServer
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer
 ) -> None:
-    stream = make_model(server, logprobs=True).astream("hi", callbacks=[telemetry.handler()])
+    stream = make_model(server, logprobs=True).astream("hi", callbacks=[otel.handler()])
     await stream.__anext__()
     del stream
     gc.collect()
     await asyncio.sleep(0)  # let the scheduled response close run
-    _ok(telemetry.span(), completed=False)
+    _ok(otel.span(), completed=False)

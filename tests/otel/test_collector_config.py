@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR = ROOT / "otel-collector.yaml"
 EXAMPLE = ROOT / "examples" / "jaeger"
 COMPOSE = EXAMPLE / "docker-compose.yml"

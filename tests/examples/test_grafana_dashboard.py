@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .dashboard import (
+from tests.support.dashboard import (
     GRAFANA,
     emitted_prometheus_names,
     label_names,

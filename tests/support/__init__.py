@@ -1,0 +1,1 @@
+"""What the tests import: pipelines, handlers, helpers (conftests only define fixtures)."""
