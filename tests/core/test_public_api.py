@@ -45,9 +45,6 @@ KNOWN = {
     "logprobscope.report",
     "logprobscope.testing",
 }
-# Sorted by the split of logprobscope.testing into a package (issue 11). Strict: once the
-# order is right this test fails as XPASS, and the name goes from here.
-UNSORTED_TODAY = {"logprobscope.testing"}
 
 
 def _is_private(name: str) -> bool:
@@ -164,18 +161,7 @@ def test_all_has_no_duplicates(name: str) -> None:
     assert not twice, f"{name}.__all__ lists these more than once: {twice}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, reason="sorted by the testing package split"),
-        )
-        if name in UNSORTED_TODAY
-        else name
-        for name in PUBLIC
-    ],
-)
+@pytest.mark.parametrize("name", PUBLIC)
 def test_all_is_sorted(name: str) -> None:
     names = _all(name)
     assert names == sorted(names), f"{name}.__all__ is not sorted"
