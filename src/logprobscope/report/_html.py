@@ -1,7 +1,8 @@
 """One self-contained HTML page from model calls: tokens coloured by probability.
 
-No external resource of any kind: CSS and JavaScript are inline, allowed by hash in a
-Content-Security-Policy (``default-src 'none'``), so the page cannot load or send anything.
+No external resource of any kind: the CSS and JavaScript (package data, ``assets/``) are
+inlined and allowed by hash in a Content-Security-Policy (``default-src 'none'``), so the
+page cannot load or send anything.
 Every string from the trace is HTML-escaped when rendered on the server, and the per-token
 details the script shows are embedded as JSON (``<``, ``>``, ``&`` escaped) and put into the
 page with ``textContent`` only.
@@ -17,6 +18,7 @@ import math
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from importlib.resources import files
 from pathlib import Path
 
 from ._otlp_json import ModelCall, TokenRecord
@@ -35,176 +37,15 @@ _BUCKETS: tuple[tuple[float, str, str, str], ...] = (
     (-1.0, "b6", "#c9302c", "< 0.1"),
 )
 
-_CSS = """
-:root{color-scheme:light;--fg:#1d2330;--muted:#5b6475;--line:#d9dde5;--bg:#fff;--panel:#f6f7f9}
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
-background:var(--bg)}
-header,main,footer{max-width:1100px;margin:0 auto;padding:0 20px}
-header{padding-top:18px}
-h1{font-size:1.45rem;margin:.2em 0}
-h2{font-size:1.15rem;margin:0 0 .4em}
-h3{font-size:.95rem;margin:1em 0 .3em;color:var(--muted);text-transform:uppercase;
-letter-spacing:.04em}
-.muted{color:var(--muted)}
-code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em}
-.legend{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:.6em 0;font-size:.85rem}
-.legend span.sw{padding:1px 8px;border-radius:3px}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-weight:600;color:var(--muted)}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-section.call{border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:18px 0;
-background:var(--bg)}
-.badge{display:inline-block;font-size:.75rem;padding:0 7px;border-radius:9px;
-background:var(--panel);border:1px solid var(--line);margin-left:6px;vertical-align:middle;
-font-weight:500}
-.badge.err{background:#fde4e1;border-color:#f0a39a}
-dl.summary{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:2px 14px;
-margin:.4em 0;font-size:.9rem}
-dl.summary dt{color:var(--muted)}
-dl.summary dd{margin:0;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
-.tokens{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.95rem;
-line-height:1.9;white-space:pre-wrap;overflow-wrap:anywhere;background:var(--panel);
-border-radius:6px;padding:10px 12px}
-.tok{border-radius:3px;padding:1px 0;cursor:default;outline-offset:1px}
-.tok:hover,.tok:focus{outline:2px solid #2b59c3}
-.tok.low{text-decoration:underline dotted #7a1f1a;text-underline-offset:3px}
-.tok.notext{font-size:.8em;padding:1px 3px;margin:0 2px;border:1px solid var(--line)}
-.tok.empty{color:var(--muted)}
-.gap{color:var(--muted);font-style:italic;font-size:.85em}
-.b0{background:transparent}.b1{background:#b9e4c4}.b2{background:#f4ec9c}.b3{background:#fbd38b}
-.b4{background:#f9a870}.b5{background:#f07a62}.b6{background:#c9302c;color:#fff}
-.legend .b0{border:1px solid var(--line)}
-svg.timeline{width:100%;height:auto;background:var(--panel);border-radius:6px;display:block}
-svg.timeline text{font-size:11px;fill:#5b6475;font-family:system-ui,sans-serif}
-svg.timeline line.axis{stroke:#9aa3b2;stroke-width:1}
-svg.timeline line.thr{stroke:#c9302c;stroke-width:1;stroke-dasharray:4 3}
-svg.timeline line.ttfc{stroke:#2b59c3;stroke-width:1;stroke-dasharray:2 3}
-svg.timeline circle{stroke:#1d2330;stroke-width:.6}
-svg.timeline circle:hover{stroke-width:2}
-details{margin:.5em 0}
-details pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--panel);padding:8px 10px;
-border-radius:6px;font-size:.85rem;max-height:24em;overflow:auto}
-#lps-tip{position:absolute;z-index:10;min-width:220px;max-width:420px;background:#1d2330;color:#f4f6fa;
-border-radius:6px;padding:8px 10px;font-size:.85rem;box-shadow:0 4px 14px rgba(0,0,0,.25);
-pointer-events:none}
-#lps-tip[hidden]{display:none}
-#lps-tip .t{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-weight:600;
-white-space:pre-wrap;overflow-wrap:anywhere}
-#lps-tip .row{display:grid;grid-template-columns:minmax(60px,auto) 4.5em 60px;gap:6px;
-align-items:center;font-variant-numeric:tabular-nums}
-#lps-tip .row .a{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
-white-space:pre;overflow:hidden;text-overflow:ellipsis}
-#lps-tip .row.chosen .a{color:#9fe3b0}
-#lps-tip .bar{height:6px;background:#8fb3ff;border-radius:3px;min-width:1px}
-#lps-tip .h{color:#aeb6c6;margin-top:4px}
-footer{padding:10px 20px 30px;font-size:.8rem}
-@media (max-width:700px){dl.summary{grid-template-columns:max-content 1fr}}
-""".strip()
 
-_JS = """
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("lps-data").textContent);
-  var tip = document.getElementById("lps-tip");
-  var current = null;
-  function num(x) {
-    if (typeof x === "number") { return x; }
-    if (x === "-inf") { return -Infinity; }
-    if (x === "inf") { return Infinity; }
-    return NaN;
-  }
-  function fmtP(p) {
-    if (isNaN(p)) { return "n/a"; }
-    if (p === 0) { return "0"; }
-    if (p >= 0.001) { return p.toFixed(4); }
-    return p.toExponential(2);
-  }
-  function fmtLp(lp) {
-    if (lp === -Infinity) { return "-inf"; }
-    if (isNaN(lp)) { return "n/a"; }
-    return lp.toFixed(5);
-  }
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = text; }
-    return e;
-  }
-  function shown(text) { return text === null ? null : JSON.stringify(text); }
-  function show(target) {
-    var holder = target.closest("[data-call]");
-    if (!holder) { return; }
-    var call = data.calls[Number(holder.getAttribute("data-call"))];
-    var row = call && call.tokens[Number(target.getAttribute("data-k"))];
-    if (!row) { return; }
-    var index = row[0], lp = num(row[1]), text = row[2], ms = row[3], alts = row[4];
-    var p = Math.exp(lp);
-    tip.textContent = "";
-    var label = text === null ? "  (text not captured)" : "  " + shown(text);
-    tip.appendChild(el("div", "t", "#" + index + label));
-    var line = "p " + fmtP(p) + "  \\u00b7  logprob " + fmtLp(lp);
-    if (ms !== null) { line += "  \\u00b7  +" + ms.toFixed(1) + " ms"; }
-    if (p < call.threshold) { line += "  \\u00b7  low confidence"; }
-    tip.appendChild(el("div", null, line));
-    if (alts.length) {
-      tip.appendChild(el("div", "h", "top alternatives"));
-      for (var j = 0; j < alts.length; j++) {
-        var altText = alts[j][0], altLp = num(alts[j][1]), altP = Math.exp(altLp);
-        var chosen = (text !== null && altText === text) || (text === null && altLp === lp);
-        var r = el("div", chosen ? "row chosen" : "row");
-        var altLabel = altText === null ? "#" + (j + 1) : shown(altText);
-        r.appendChild(el("span", "a", altLabel + (chosen ? " \\u2713" : "")));
-        r.appendChild(el("span", null, fmtP(altP)));
-        var bar = el("span", "bar");
-        bar.style.width = Math.max(1, Math.round(60 * (isNaN(altP) ? 0 : altP))) + "px";
-        r.appendChild(bar);
-        tip.appendChild(r);
-      }
-    } else {
-      tip.appendChild(el("div", "h", "no alternatives recorded (top_logprobs = 0)"));
-    }
-    tip.hidden = false;
-    var rect = target.getBoundingClientRect();
-    var left = rect.left + window.scrollX;
-    var maxLeft = window.scrollX + document.documentElement.clientWidth - tip.offsetWidth - 8;
-    tip.style.left = Math.max(window.scrollX + 4, Math.min(left, maxLeft)) + "px";
-    tip.style.top = (rect.bottom + window.scrollY + 6) + "px";
-    current = target;
-  }
-  function hide() { tip.hidden = true; current = null; }
-  function tokenOf(node) {
-    return node && node.closest ? node.closest("[data-k]") : null;
-  }
-  document.addEventListener("mouseover", function (e) {
-    var t = tokenOf(e.target);
-    if (t) { show(t); } else if (current && current !== document.activeElement) { hide(); }
-  });
-  document.addEventListener("focusin", function (e) {
-    var t = tokenOf(e.target);
-    if (t) { show(t); }
-  });
-  document.addEventListener("focusout", function (e) {
-    if (tokenOf(e.target) === current) { hide(); }
-  });
-  document.addEventListener("keydown", function (e) {
-    if (e.key === "Escape") { hide(); return; }
-    var t = tokenOf(document.activeElement);
-    if (!t || !t.classList.contains("tok")) { return; }
-    var sibling = null;
-    if (e.key === "ArrowRight") { sibling = t.nextElementSibling; }
-    if (e.key === "ArrowLeft") { sibling = t.previousElementSibling; }
-    while (sibling && !sibling.classList.contains("tok")) {
-      sibling = e.key === "ArrowRight"
-        ? sibling.nextElementSibling
-        : sibling.previousElementSibling;
-    }
-    if (sibling) { e.preventDefault(); sibling.focus(); }
-  });
-  document.documentElement.setAttribute("data-lps-ready", String(data.calls.length));
-})();
-""".strip()
+def _asset(name: str) -> str:
+    """A file of `assets/`, without its final newline (the page inlines it as it is)."""
+    return files("logprobscope.report").joinpath("assets", name).read_text(encoding="utf-8").strip()
+
+
+# Read once, at import: the page inlines them and the CSP allows exactly these texts by hash.
+_CSS = _asset("report.css")
+_JS = _asset("report.js")
 
 
 def _sha256(text: str) -> str:
