@@ -21,7 +21,13 @@ from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 
-from ._otlp_json import ModelCall, TokenRecord
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+)
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
+
+from .. import _contract as n
+from ._records import ModelCall, TokenRecord
 from ._stats import least_likely, printable
 
 __all__ = ["render_html", "write_html"]
@@ -40,7 +46,7 @@ _BUCKETS: tuple[tuple[float, str, str, str], ...] = (
 
 def _asset(name: str) -> str:
     """A file of `assets/`, without its final newline (the page inlines it as it is)."""
-    return files("logprobscope.report").joinpath("assets", name).read_text(encoding="utf-8").strip()
+    return files("logprobscope.report").joinpath("assets").joinpath(name).read_text(encoding="utf-8").strip()
 
 
 # Read once, at import: the page inlines them and the CSP allows exactly these texts by hash.
@@ -263,69 +269,69 @@ def _summary(call: ModelCall) -> str:
     add("tokens", call.token_count)
     add("perplexity", _fmt(call.perplexity))
     add("mean logprob", _fmt_lp(call.mean_logprob))
-    total = call.attr_float("logprobs.sum")
+    total = call.attr_float(n.LOGPROBS_SUM)
     if total is not None:
         add("sum logprob", _fmt(total))
     min_lp = call.min_logprob
     if min_lp is not None:
         min_p = _fmt_p(math.exp(min_lp) if not math.isnan(min_lp) else math.nan)
-        idx = call.attr_int("logprobs.min_index")
+        idx = call.attr_int(n.LOGPROBS_MIN_INDEX)
         add("min probability", f"{min_p}" + (f" (token #{idx})" if idx is not None else ""))
     low = call.low_confidence_count
     if low is not None:
         add(f"low confidence (p < {call.low_confidence_threshold:g})", low)
-    entropy = call.attr_float("logprobs.entropy.mean")
+    entropy = call.attr_float(n.LOGPROBS_ENTROPY_MEAN)
     if entropy is not None:
         add("mean entropy (top-k, nats)", _fmt(entropy))
-    margin = call.attr_float("logprobs.margin.mean")
+    margin = call.attr_float(n.LOGPROBS_MARGIN_MEAN)
     if margin is not None:
         add("mean margin p1 − p2", _fmt(margin))
-    add("top_logprobs k", call.attr_int("logprobs.top_logprobs"))
+    add("top_logprobs k", call.attr_int(n.LOGPROBS_TOP_LOGPROBS))
     add("duration", f"{call.duration_s * 1000:,.1f} ms")
     ttfc = call.time_to_first_chunk_s
     if ttfc is not None:
         add("time to first chunk", f"{ttfc * 1000:,.1f} ms")
     add("streamed", "yes" if call.stream else "no")
-    completed = call.attr_bool("logprobs.stream.completed")
+    completed = call.attr_bool(n.LOGPROBS_STREAM_COMPLETED)
     if completed is not None:
         add("stream read to its end", "yes" if completed else "no")
-    reasons = call.attributes.get("gen_ai.response.finish_reasons")
+    reasons = call.attributes.get(n.GEN_AI_RESPONSE_FINISH_REASONS)
     if isinstance(reasons, tuple):
         add("finish reasons", ", ".join(str(r) for r in reasons))
-    usage_in = call.attr_int("gen_ai.usage.input_tokens")
-    usage_out = call.attr_int("gen_ai.usage.output_tokens")
+    usage_in = call.attr_int(n.GEN_AI_USAGE_INPUT_TOKENS)
+    usage_out = call.attr_int(n.GEN_AI_USAGE_OUTPUT_TOKENS)
     if usage_in is not None or usage_out is not None:
         add(
             "usage in / out",
             f"{usage_in if usage_in is not None else '?'} / "
             f"{usage_out if usage_out is not None else '?'}",
         )
-    temperature = call.attr_float("gen_ai.request.temperature")
+    temperature = call.attr_float(n.GEN_AI_REQUEST_TEMPERATURE)
     if temperature is not None:
         add("temperature", f"{temperature:g}")
     mode = call.events_mode
     recorded = len(call.tokens)
     events = f"{mode or 'unknown'}, {recorded} of {call.token_count} tokens recorded"
-    dropped = call.attr_int("logprobs.events.dropped")
+    dropped = call.attr_int(n.LOGPROBS_EVENTS_DROPPED)
     if dropped:
         events += f", {dropped} dropped"
     if call.dropped_events:
         events += f", {call.dropped_events} span events dropped by the SDK"
     add("token events", events)
     add("content captured", "yes" if call.content_captured else "no (positions and numbers only)")
-    address = call.attr_str("server.address")
+    address = call.attr_str(n.SERVER_ADDRESS)
     if address:
-        port = call.attr_int("server.port")
+        port = call.attr_int(n.SERVER_PORT)
         add("server", f"{address}:{port}" if port is not None else address)
-    add("response id", call.attr_str("gen_ai.response.id"))
+    add("response id", call.attr_str(n.GEN_AI_RESPONSE_ID))
     add("status", call.status_code + (f": {call.status_message}" if call.status_message else ""))
     if call.exception:
         add("exception", call.exception)
-    error_type = call.attr_str("error.type")
+    error_type = call.attr_str(n.ERROR_TYPE)
     if error_type:
-        add("error.type", error_type)
+        add(n.ERROR_TYPE, error_type)
     add("trace / span", f"{call.trace_id} / {call.span_id}")
-    service = call.resource.get("service.name")
+    service = call.resource.get(SERVICE_NAME)
     if isinstance(service, str):
         add("service", service)
     body = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
@@ -335,9 +341,9 @@ def _summary(call: ModelCall) -> str:
 def _messages(call: ModelCall) -> str:
     out = []
     for key, label in (
-        ("gen_ai.system_instructions", "System instructions"),
-        ("gen_ai.input.messages", "Input messages"),
-        ("gen_ai.output.messages", "Output messages"),
+        (GEN_AI_SYSTEM_INSTRUCTIONS, "System instructions"),
+        (n.GEN_AI_INPUT_MESSAGES, "Input messages"),
+        (n.GEN_AI_OUTPUT_MESSAGES, "Output messages"),
     ):
         value = call.attributes.get(key)
         if value is None:
@@ -355,7 +361,7 @@ def _badges(call: ModelCall) -> str:
     badges = []
     if call.stream:
         badges.append('<span class="badge">stream</span>')
-    if call.attr_bool("logprobs.stream.completed") is False:
+    if call.attr_bool(n.LOGPROBS_STREAM_COMPLETED) is False:
         badges.append('<span class="badge err">incomplete</span>')
     if call.status_code == "ERROR":
         badges.append('<span class="badge err">error</span>')
