@@ -12,7 +12,7 @@ from logprobscope.report import render_html
 
 
 def _asset(name: str) -> str:
-    resource = files("logprobscope.report").joinpath("assets").joinpath(name)
+    resource = files("logprobscope.report") / "assets" / name
     assert resource.is_file(), f"{name} is not in the package data"
     return resource.read_text(encoding="utf-8")
 

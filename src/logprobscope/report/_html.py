@@ -46,7 +46,7 @@ _BUCKETS: tuple[tuple[float, str, str, str], ...] = (
 
 def _asset(name: str) -> str:
     """A file of `assets/`, without its final newline (the page inlines it as it is)."""
-    return files("logprobscope.report").joinpath("assets").joinpath(name).read_text(encoding="utf-8").strip()
+    return (files("logprobscope.report") / "assets" / name).read_text(encoding="utf-8").strip()
 
 
 # Read once, at import: the page inlines them and the CSP allows exactly these texts by hash.
