@@ -27,8 +27,9 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
 from .. import _contract as n
+from .._figures import least_likely, probability
+from .._printable import printable
 from ._records import ModelCall, TokenRecord
-from ._stats import least_likely, printable
 
 __all__ = ["render_html", "write_html"]
 
@@ -269,21 +270,21 @@ def _summary(call: ModelCall) -> str:
     add("tokens", call.token_count)
     add("perplexity", _fmt(call.perplexity))
     add("mean logprob", _fmt_lp(call.mean_logprob))
-    total = call.attr_float(n.LOGPROBS_SUM)
+    total = call.sum_logprob
     if total is not None:
         add("sum logprob", _fmt(total))
     min_lp = call.min_logprob
     if min_lp is not None:
-        min_p = _fmt_p(math.exp(min_lp) if not math.isnan(min_lp) else math.nan)
-        idx = call.attr_int(n.LOGPROBS_MIN_INDEX)
+        min_p = _fmt_p(probability(min_lp))
+        idx = call.min_index
         add("min probability", f"{min_p}" + (f" (token #{idx})" if idx is not None else ""))
     low = call.low_confidence_count
     if low is not None:
         add(f"low confidence (p < {call.low_confidence_threshold:g})", low)
-    entropy = call.attr_float(n.LOGPROBS_ENTROPY_MEAN)
+    entropy = call.entropy_mean
     if entropy is not None:
         add("mean entropy (top-k, nats)", _fmt(entropy))
-    margin = call.attr_float(n.LOGPROBS_MARGIN_MEAN)
+    margin = call.margin_mean
     if margin is not None:
         add("mean margin p1 − p2", _fmt(margin))
     add("top_logprobs k", call.attr_int(n.LOGPROBS_TOP_LOGPROBS))
@@ -391,7 +392,7 @@ def _overview(calls: Sequence[ModelCall]) -> str:
     rows = []
     for i, call in enumerate(calls):
         min_lp = call.min_logprob
-        min_p = None if min_lp is None else math.exp(min_lp) if not math.isnan(min_lp) else None
+        min_p = None if min_lp is None or math.isnan(min_lp) else probability(min_lp)
         rows.append(
             f'<tr><td class="num"><a href="#call-{i}">{i + 1}</a></td>'
             f"<td>{_e(call.model)}{' (stream)' if call.stream else ''}</td>"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TypeAlias
 
 from .. import _contract as n
-from .._figures import probability
+from .._figures import LogprobSummary, probability, summarize
 
 __all__ = [
     "Alternative",
@@ -65,7 +66,12 @@ class TokenRecord:
 
 @dataclass(frozen=True)
 class ModelCall:
-    """One model-call span (``chat {model}``) with its attributes and reassembled tokens."""
+    """One model-call span (``chat {model}``) with its attributes and reassembled tokens.
+
+    Each figure (`perplexity`, `mean_logprob`, ...) is the span's summary attribute when it
+    has one, else computed from the tokens when the trace holds all of them, by the rules
+    the writer follows (`logprobscope._figures`), else None.
+    """
 
     trace_id: str
     span_id: str
@@ -165,49 +171,78 @@ class ModelCall:
         value = self.attr_float(n.LOGPROBS_LOW_CONFIDENCE_THRESHOLD)
         return n.DEFAULT_LOW_CONFIDENCE_THRESHOLD if value is None else value
 
-    def _computed(self, key: str) -> float | None:
-        value = self.attr_float(key)
-        if value is not None:
-            return value
+    # -- figures: the span's summary attributes, else computed from complete tokens -------
+
+    @cached_property
+    def _computed(self) -> LogprobSummary | None:
+        """The figures of the tokens, as the writer computes them; None unless the trace
+        holds every token and at least one has a probability (the writer then sets none)."""
         if not self.tokens or not self.tokens_complete:
             return None
-        logprobs = [t.logprob for t in self.tokens]
-        mean = sum(logprobs) / len(logprobs)
-        if key == n.LOGPROBS_MEAN:
-            return mean
-        if key == n.LOGPROBS_PERPLEXITY:
-            return probability(-mean)
-        if key == n.LOGPROBS_MIN:
-            return min(logprobs)
-        if key == n.LOGPROBS_SUM:
-            return sum(logprobs)
-        return None
+        figures = summarize(
+            [t.logprob for t in self.tokens],
+            [[a.logprob for a in t.alternatives] for t in self.tokens],
+            low_confidence_threshold=self.low_confidence_threshold,
+        )
+        return figures if figures.sum is not None else None
+
+    def _float(self, key: str, computed: float | None) -> float | None:
+        value = self.attr_float(key)
+        return value if value is not None else computed
+
+    def _int(self, key: str, computed: int | None) -> int | None:
+        value = self.attr_int(key)
+        return value if value is not None else computed
 
     @property
-    def perplexity(self) -> float | None:
-        """exp(−mean logprob), from the span or computed from complete tokens."""
-        return self._computed(n.LOGPROBS_PERPLEXITY)
+    def sum_logprob(self) -> float | None:
+        """Σ logprob (``logprobs.sum``)."""
+        c = self._computed
+        return self._float(n.LOGPROBS_SUM, None if c is None else c.sum)
 
     @property
     def mean_logprob(self) -> float | None:
-        """Mean logprob, from the span or computed from complete tokens."""
-        return self._computed(n.LOGPROBS_MEAN)
+        """Mean logprob (``logprobs.mean``)."""
+        c = self._computed
+        return self._float(n.LOGPROBS_MEAN, None if c is None else c.mean)
+
+    @property
+    def perplexity(self) -> float | None:
+        """exp(−mean logprob) (``logprobs.perplexity``)."""
+        c = self._computed
+        return self._float(n.LOGPROBS_PERPLEXITY, None if c is None else c.perplexity)
 
     @property
     def min_logprob(self) -> float | None:
-        """Lowest token logprob, from the span or computed from complete tokens."""
-        return self._computed(n.LOGPROBS_MIN)
+        """Lowest token logprob (``logprobs.min``)."""
+        c = self._computed
+        return self._float(n.LOGPROBS_MIN, None if c is None else c.min)
+
+    @property
+    def min_index(self) -> int | None:
+        """Index of the lowest token logprob, the first if tied (``logprobs.min_index``)."""
+        c = self._computed
+        return self._int(n.LOGPROBS_MIN_INDEX, None if c is None else c.min_index)
 
     @property
     def low_confidence_count(self) -> int | None:
-        """Tokens below the threshold (the span's count, else counted when complete)."""
-        count = self.attr_int(n.LOGPROBS_LOW_CONFIDENCE_COUNT)
-        if count is not None:
-            return count
-        if not self.tokens or not self.tokens_complete:
-            return None
-        threshold = self.low_confidence_threshold
-        return sum(1 for t in self.tokens if t.probability < threshold)
+        """Tokens below the threshold (``logprobs.low_confidence.count``)."""
+        c = self._computed
+        return self._int(
+            n.LOGPROBS_LOW_CONFIDENCE_COUNT, None if c is None else c.low_confidence_count
+        )
+
+    @property
+    def entropy_mean(self) -> float | None:
+        """Mean top-k entropy in nats (``logprobs.entropy.mean``)."""
+        c = self._computed
+        return self._float(n.LOGPROBS_ENTROPY_MEAN, None if c is None else c.entropy_mean)
+
+    @property
+    def margin_mean(self) -> float | None:
+        """Mean margin p(top1) − p(top2) (``logprobs.margin.mean``)."""
+        c = self._computed
+        return self._float(n.LOGPROBS_MARGIN_MEAN, None if c is None else c.margin_mean)
 
     @property
     def time_to_first_chunk_s(self) -> float | None:
