@@ -140,10 +140,6 @@ def print_answer(out: Output, content: str, tokens: Sequence[TokenLogprob]) -> N
         out.write(content)
 
 
-def _quoted(text: str) -> str:
-    return repr(printable(text))
-
-
 def answer_figures(
     tokens: Sequence[TokenLogprob], *, threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
 ) -> LogprobSummary:
@@ -176,18 +172,19 @@ def print_summary(
     out.line(
         f"── {s.token_count} tokens · perplexity {s.perplexity:.4f} · mean logprob "
         f"{s.mean:.4f} · min p {fmt_p(probability(s.min))} at "
-        f"#{s.min_index} {_quoted(tokens[s.min_index].token)}{without}",
+        f"#{s.min_index} {printable(tokens[s.min_index].token, quoted=True)}{without}",
         "bold",
     )
     out.line("least likely tokens:", "bold")
     for i in least_likely(logprobs, top):
         t = tokens[i]
         out.write(f"  #{i:<4} ")
-        out.token(f"{_quoted(t.token):<16}", t.logprob)
+        out.token(f"{printable(t.token, quoted=True):<16}", t.logprob)
         out.write(f" p {fmt_p(probability(t.logprob))}")
         if t.top_logprobs:
             alternatives = ", ".join(
-                f"{_quoted(a.token)} {fmt_p(probability(a.logprob))}" for a in t.top_logprobs
+                f"{printable(a.token, quoted=True)} {fmt_p(probability(a.logprob))}"
+                for a in t.top_logprobs
             )
             out.write("  alternatives: ", "dim")
             out.write(alternatives)
@@ -202,7 +199,7 @@ def print_summary(
         weakest = min(logprobs[start:stop])
         where = f"#{start}" if stop - start == 1 else f"#{start}–#{stop - 1}"
         out.write(f"  {where:<11} ")
-        out.token(_quoted(text), weakest)
+        out.token(printable(text, quoted=True), weakest)
         out.line(f"  min p {fmt_p(probability(weakest))}")
     if len(spans) > 10:
         out.line(f"  … and {len(spans) - 10} more", "dim")

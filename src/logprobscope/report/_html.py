@@ -3,9 +3,12 @@
 No external resource of any kind: the CSS and JavaScript (package data, ``assets/``) are
 inlined and allowed by hash in a Content-Security-Policy (``default-src 'none'``), so the
 page cannot load or send anything.
-Every string from the trace is HTML-escaped when rendered on the server, and the per-token
-details the script shows are embedded as JSON (``<``, ``>``, ``&`` escaped) and put into the
-page with ``textContent`` only.
+
+Every string from the trace is made printable (`logprobscope._printable`: control, bidi and
+invisible characters as visible escapes, as in the terminal) and HTML-escaped when rendered
+on the server; the per-token details the script shows are embedded as JSON (``<``, ``>``,
+``&`` escaped), token texts as quoted printable literals, and put into the page with
+``textContent`` only.
 """
 
 from __future__ import annotations
@@ -111,13 +114,18 @@ def _json_number(value: float) -> float | str:
     return value
 
 
-def _clean(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+def _literal(text: str | None) -> str | None:
+    """A token as a quoted literal (how tables, titles and the tooltip name a token)."""
+    return None if text is None else printable(text, quoted=True)
+
+
+def _token_name(token: TokenRecord) -> str:
+    name = _literal(token.text)
+    return f"#{token.index}" if name is None else name
 
 
 def _token_label(token: TokenRecord) -> str:
+    """A token as running text, in the token line."""
     if token.text is None:
         return f"#{token.index}"
     if token.text == "":
@@ -217,8 +225,7 @@ def _render_timeline(call: ModelCall, call_no: int) -> str:
         p = token.probability
         _, colour = _bucket(p)
         ns = token.time_unix_nano or start
-        label = f"#{token.index}" if token.text is None else repr(token.text)
-        title = f"{label} p={_fmt_p(p)} at +{(ns - start) / 1e6:.1f} ms"
+        title = f"{_token_name(token)} p={_fmt_p(p)} at +{(ns - start) / 1e6:.1f} ms"
         out.append(
             f'<circle cx="{x(ns):.1f}" cy="{y(p):.1f}" r="3.5" fill="{colour}" data-k="{k}">'
             f"<title>{_e(title)}</title></circle>"
@@ -241,12 +248,11 @@ def _least_likely_table(call: ModelCall) -> str:
     for k in picks:
         token = call.tokens[k]
         alts = ", ".join(
-            f"{'#' + str(j + 1) if a.token is None else repr(a.token)} {_fmt_p(a.probability)}"
+            f"{'#' + str(j + 1) if a.token is None else _literal(a.token)} {_fmt_p(a.probability)}"
             for j, a in enumerate(token.alternatives)
         )
-        label = f"#{token.index}" if token.text is None else repr(token.text)
         rows.append(
-            f'<tr><td class="num">{token.index}</td><td class="mono">{_e(label)}</td>'
+            f'<tr><td class="num">{token.index}</td><td class="mono">{_e(_token_name(token))}</td>'
             f'<td class="num">{_fmt_p(token.probability)}</td><td class="num">'
             f'{_fmt_lp(token.logprob)}</td><td class="mono">{_e(alts) or "—"}</td></tr>'
         )
@@ -431,11 +437,11 @@ def _data(calls: Sequence[ModelCall]) -> str:
                     [
                         t.index,
                         _json_number(t.logprob),
-                        _clean(t.text),
+                        _literal(t.text),
                         None
                         if t.time_unix_nano is None
                         else round((t.time_unix_nano - call.start_unix_nano) / 1e6, 3),
-                        [[_clean(a.token), _json_number(a.logprob)] for a in t.alternatives],
+                        [[_literal(a.token), _json_number(a.logprob)] for a in t.alternatives],
                     ]
                     for t in call.tokens
                 ],

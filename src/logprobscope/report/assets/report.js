@@ -26,17 +26,17 @@
     if (text !== undefined && text !== null) { e.textContent = text; }
     return e;
   }
-  function shown(text) { return text === null ? null : JSON.stringify(text); }
   function show(target) {
     var holder = target.closest("[data-call]");
     if (!holder) { return; }
     var call = data.calls[Number(holder.getAttribute("data-call"))];
     var row = call && call.tokens[Number(target.getAttribute("data-k"))];
     if (!row) { return; }
-    var index = row[0], lp = num(row[1]), text = row[2], ms = row[3], alts = row[4];
+    // Token texts come as quoted literals, made printable by the page's generator.
+    var index = row[0], lp = num(row[1]), name = row[2], ms = row[3], alts = row[4];
     var p = Math.exp(lp);
     tip.textContent = "";
-    var label = text === null ? "  (text not captured)" : "  " + shown(text);
+    var label = name === null ? "  (text not captured)" : "  " + name;
     tip.appendChild(el("div", "t", "#" + index + label));
     var line = "p " + fmtP(p) + "  \u00b7  logprob " + fmtLp(lp);
     if (ms !== null) { line += "  \u00b7  +" + ms.toFixed(1) + " ms"; }
@@ -45,10 +45,10 @@
     if (alts.length) {
       tip.appendChild(el("div", "h", "top alternatives"));
       for (var j = 0; j < alts.length; j++) {
-        var altText = alts[j][0], altLp = num(alts[j][1]), altP = Math.exp(altLp);
-        var chosen = (text !== null && altText === text) || (text === null && altLp === lp);
+        var altName = alts[j][0], altLp = num(alts[j][1]), altP = Math.exp(altLp);
+        var chosen = (name !== null && altName === name) || (name === null && altLp === lp);
         var r = el("div", chosen ? "row chosen" : "row");
-        var altLabel = altText === null ? "#" + (j + 1) : shown(altText);
+        var altLabel = altName === null ? "#" + (j + 1) : altName;
         r.appendChild(el("span", "a", altLabel + (chosen ? " \u2713" : "")));
         r.appendChild(el("span", null, fmtP(altP)));
         var bar = el("span", "bar");
