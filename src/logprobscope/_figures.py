@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from ._contract import DEFAULT_LOW_CONFIDENCE_THRESHOLD
+from . import _contract as n
 
 __all__ = [
     "LogprobStats",
@@ -37,6 +37,7 @@ __all__ = [
     "low_confidence_spans",
     "probability",
     "summarize",
+    "summary_attributes",
 ]
 
 _INF = math.inf
@@ -91,7 +92,9 @@ class LogprobStats:
         "margin_n",
     )
 
-    def __init__(self, low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE_THRESHOLD) -> None:
+    def __init__(
+        self, low_confidence_threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
+    ) -> None:
         self.threshold = low_confidence_threshold
         self.count = 0
         self.nan_count = 0
@@ -251,7 +254,7 @@ def summarize(
     logprobs: Sequence[float],
     top_logprobs: Sequence[Sequence[float]] = (),
     *,
-    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE_THRESHOLD,
+    low_confidence_threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD,
 ) -> LogprobSummary:
     """The figures of a whole answer: what `LogprobStats` says after all of its tokens.
 
@@ -268,6 +271,28 @@ def summarize(
     return stats.summary()
 
 
+def summary_attributes(summary: LogprobSummary) -> dict[str, float | int]:
+    """The span's summary attributes for these figures (docs/telemetry.md).
+
+    `logprobs.token_count` always; the others only when at least one token has a
+    probability; entropy and margin only when the alternatives define them.
+    """
+    attributes: dict[str, float | int] = {n.LOGPROBS_TOKEN_COUNT: summary.token_count}
+    if summary.sum is None:
+        return attributes
+    attributes[n.LOGPROBS_SUM] = summary.sum
+    attributes[n.LOGPROBS_MEAN] = cast(float, summary.mean)
+    attributes[n.LOGPROBS_PERPLEXITY] = cast(float, summary.perplexity)
+    attributes[n.LOGPROBS_MIN] = cast(float, summary.min)
+    attributes[n.LOGPROBS_MIN_INDEX] = cast(int, summary.min_index)
+    attributes[n.LOGPROBS_LOW_CONFIDENCE_COUNT] = summary.low_confidence_count
+    if summary.entropy_mean is not None:
+        attributes[n.LOGPROBS_ENTROPY_MEAN] = summary.entropy_mean
+    if summary.margin_mean is not None:
+        attributes[n.LOGPROBS_MARGIN_MEAN] = summary.margin_mean
+    return attributes
+
+
 def least_likely(logprobs: Sequence[float], count: int) -> list[int]:
     """Indexes of the `count` least likely counted tokens, least likely first (ties: earlier)."""
     order = sorted((i for i, lp in enumerate(logprobs) if counted(lp)), key=lambda i: logprobs[i])
@@ -275,7 +300,7 @@ def least_likely(logprobs: Sequence[float], count: int) -> list[int]:
 
 
 def low_confidence_spans(
-    logprobs: Sequence[float], threshold: float = DEFAULT_LOW_CONFIDENCE_THRESHOLD
+    logprobs: Sequence[float], threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
 ) -> list[tuple[int, int]]:
     """Runs of consecutive low-confidence tokens (p < `threshold`), as [start, stop).
 

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TypeAlias
 
 from .. import _contract as n
-from .._figures import LogprobSummary, probability, summarize
+from .._figures import probability, summarize, summary_attributes
 
 __all__ = [
     "Alternative",
@@ -174,75 +174,68 @@ class ModelCall:
     # -- figures: the span's summary attributes, else computed from complete tokens -------
 
     @cached_property
-    def _computed(self) -> LogprobSummary | None:
-        """The figures of the tokens, as the writer computes them; None unless the trace
-        holds every token and at least one has a probability (the writer then sets none)."""
+    def _computed(self) -> dict[str, float | int]:
+        """The summary attributes the writer sets for these tokens, when the trace holds
+        every token (else none)."""
         if not self.tokens or not self.tokens_complete:
-            return None
-        figures = summarize(
-            [t.logprob for t in self.tokens],
-            [[a.logprob for a in t.alternatives] for t in self.tokens],
-            low_confidence_threshold=self.low_confidence_threshold,
+            return {}
+        return summary_attributes(
+            summarize(
+                [t.logprob for t in self.tokens],
+                [[a.logprob for a in t.alternatives] for t in self.tokens],
+                low_confidence_threshold=self.low_confidence_threshold,
+            )
         )
-        return figures if figures.sum is not None else None
 
-    def _float(self, key: str, computed: float | None) -> float | None:
+    def _float_figure(self, key: str) -> float | None:
         value = self.attr_float(key)
-        return value if value is not None else computed
+        computed = self._computed.get(key)
+        return value if value is not None or computed is None else float(computed)
 
-    def _int(self, key: str, computed: int | None) -> int | None:
+    def _int_figure(self, key: str) -> int | None:
         value = self.attr_int(key)
-        return value if value is not None else computed
+        computed = self._computed.get(key)
+        return value if value is not None or not isinstance(computed, int) else computed
 
     @property
     def sum_logprob(self) -> float | None:
         """Σ logprob (``logprobs.sum``)."""
-        c = self._computed
-        return self._float(n.LOGPROBS_SUM, None if c is None else c.sum)
+        return self._float_figure(n.LOGPROBS_SUM)
 
     @property
     def mean_logprob(self) -> float | None:
         """Mean logprob (``logprobs.mean``)."""
-        c = self._computed
-        return self._float(n.LOGPROBS_MEAN, None if c is None else c.mean)
+        return self._float_figure(n.LOGPROBS_MEAN)
 
     @property
     def perplexity(self) -> float | None:
         """exp(−mean logprob) (``logprobs.perplexity``)."""
-        c = self._computed
-        return self._float(n.LOGPROBS_PERPLEXITY, None if c is None else c.perplexity)
+        return self._float_figure(n.LOGPROBS_PERPLEXITY)
 
     @property
     def min_logprob(self) -> float | None:
         """Lowest token logprob (``logprobs.min``)."""
-        c = self._computed
-        return self._float(n.LOGPROBS_MIN, None if c is None else c.min)
+        return self._float_figure(n.LOGPROBS_MIN)
 
     @property
     def min_index(self) -> int | None:
         """Index of the lowest token logprob, the first if tied (``logprobs.min_index``)."""
-        c = self._computed
-        return self._int(n.LOGPROBS_MIN_INDEX, None if c is None else c.min_index)
+        return self._int_figure(n.LOGPROBS_MIN_INDEX)
 
     @property
     def low_confidence_count(self) -> int | None:
         """Tokens below the threshold (``logprobs.low_confidence.count``)."""
-        c = self._computed
-        return self._int(
-            n.LOGPROBS_LOW_CONFIDENCE_COUNT, None if c is None else c.low_confidence_count
-        )
+        return self._int_figure(n.LOGPROBS_LOW_CONFIDENCE_COUNT)
 
     @property
     def entropy_mean(self) -> float | None:
         """Mean top-k entropy in nats (``logprobs.entropy.mean``)."""
-        c = self._computed
-        return self._float(n.LOGPROBS_ENTROPY_MEAN, None if c is None else c.entropy_mean)
+        return self._float_figure(n.LOGPROBS_ENTROPY_MEAN)
 
     @property
     def margin_mean(self) -> float | None:
         """Mean margin p(top1) − p(top2) (``logprobs.margin.mean``)."""
-        c = self._computed
-        return self._float(n.LOGPROBS_MARGIN_MEAN, None if c is None else c.margin_mean)
+        return self._float_figure(n.LOGPROBS_MARGIN_MEAN)
 
     @property
     def time_to_first_chunk_s(self) -> float | None:
