@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import openai
 
 import logprobscope
+from logprobscope import _contract as n
 
-from .. import _contract as n
 from ._errors import (
     EXIT_CODES_HELP,
     EXIT_FAILURE,

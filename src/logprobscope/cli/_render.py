@@ -2,8 +2,10 @@
 
 Colour is used when the stream is a terminal and ``NO_COLOR`` is not set (``FORCE_COLOR``
 forces it, e.g. in CI logs); otherwise the same text is written plain, so it pipes cleanly.
-Token texts from the model are printed with control characters made visible: an answer
-cannot move the cursor or recolour the terminal.
+Token texts from the model are printed with control, bidi and invisible characters made
+visible (`logprobscope._printable`, the HTML report's rule too): an answer cannot move the
+cursor, recolour the terminal or reverse the text after it. The figures are the span's
+(`logprobscope._figures`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from logprobscope import TokenLogprob
+from logprobscope import _contract as n
 from logprobscope._figures import (
     counted,
     least_likely,
@@ -23,8 +26,6 @@ from logprobscope._figures import (
     summarize,
 )
 from logprobscope._printable import printable
-
-from .. import _contract as n
 
 if TYPE_CHECKING:
     from rich.console import Console
