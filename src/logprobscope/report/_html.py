@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import math
 import os
@@ -31,21 +30,22 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
 from .. import _contract as n
 from .._figures import least_likely, probability
-from .._printable import printable
-from ._records import ModelCall, TokenRecord
+from ._format import (
+    BUCKETS,
+    bucket,
+    escape,
+    fmt,
+    fmt_lp,
+    fmt_p,
+    json_number,
+    literal,
+    token_label,
+    token_name,
+)
+from ._records import ModelCall
+from ._timeline import render_timeline
 
 __all__ = ["render_html", "write_html"]
-
-# Probability buckets: (lower bound, css class, fill colour, legend label).
-_BUCKETS: tuple[tuple[float, str, str, str], ...] = (
-    (0.99, "b0", "#d7efdd", "≥ 0.99"),
-    (0.9, "b1", "#b9e4c4", "0.9–0.99"),
-    (0.7, "b2", "#f4ec9c", "0.7–0.9"),
-    (0.5, "b3", "#fbd38b", "0.5–0.7"),
-    (0.3, "b4", "#f9a870", "0.3–0.5"),
-    (0.1, "b5", "#f07a62", "0.1–0.3"),
-    (-1.0, "b6", "#c9302c", "< 0.1"),
-)
 
 
 def _asset(name: str) -> str:
@@ -70,69 +70,6 @@ _CSP = (
 )
 
 
-def _e(value: object) -> str:
-    """HTML-escape any value (quotes included) after making control characters visible."""
-    return html.escape(printable(str(value)), quote=True)
-
-
-def _bucket(p: float) -> tuple[str, str]:
-    for low, cls, colour, _ in _BUCKETS:
-        if p >= low:
-            return cls, colour
-    return _BUCKETS[-1][1], _BUCKETS[-1][2]
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    return f"{value:.{digits}f}"
-
-
-def _fmt_lp(value: float | None) -> str:
-    if value is not None and value != 0 and abs(value) < 0.0001:
-        return f"{value:.2e}"
-    return _fmt(value)
-
-
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "—"
-    if p != 0 and p < 0.001:
-        return f"{p:.2e}"
-    return _fmt(p)
-
-
-def _json_number(value: float) -> float | str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def _literal(text: str | None) -> str | None:
-    """A token as a quoted literal (how tables, titles and the tooltip name a token)."""
-    return None if text is None else printable(text, quoted=True)
-
-
-def _token_name(token: TokenRecord) -> str:
-    name = _literal(token.text)
-    return f"#{token.index}" if name is None else name
-
-
-def _token_label(token: TokenRecord) -> str:
-    """A token as running text, in the token line."""
-    if token.text is None:
-        return f"#{token.index}"
-    if token.text == "":
-        return "∅"
-    return printable(token.text).replace("\n", "↵\n")
-
-
 def _gap(missing: int) -> str:
     return (
         f'<span class="gap">[… {missing} token{"s" if missing > 1 else ""} not recorded …]</span>'
@@ -144,7 +81,7 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
         mode = call.events_mode or "unknown"
         return (
             '<p class="muted">No token events in this span (events mode: '
-            f"{_e(mode)}): the summary attributes are all there is.</p>"
+            f"{escape(mode)}): the summary attributes are all there is.</p>"
         )
     threshold = call.low_confidence_threshold
     parts = [f'<div class="tokens" data-call="{call_no}">']
@@ -154,7 +91,7 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
             parts.append(_gap(token.index - expected))
         expected = token.index + 1
         p = token.probability
-        cls, _ = _bucket(p)
+        cls, _ = bucket(p)
         classes = ["tok", cls]
         if p < threshold:
             classes.append("low")
@@ -164,80 +101,12 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
             classes.append("empty")
         parts.append(
             f'<span class="{" ".join(classes)}" tabindex="0" data-k="{k}" '
-            f'aria-describedby="lps-tip">{_e(_token_label(token))}</span>'
+            f'aria-describedby="lps-tip">{escape(token_label(token))}</span>'
         )
     if call.token_count > expected:
         parts.append(_gap(call.token_count - expected))
     parts.append("</div>")
     return "".join(parts)
-
-
-def _render_timeline(call: ModelCall, call_no: int) -> str:
-    timed = [(k, t) for k, t in enumerate(call.tokens) if t.time_unix_nano is not None]
-    if not call.stream or len({t.time_unix_nano for _, t in timed}) < 2:
-        return ""
-    start = call.start_unix_nano
-    last = max(t.time_unix_nano or 0 for _, t in timed)
-    span_ns = max(last, call.end_unix_nano) - start
-    if span_ns <= 0:
-        return ""
-    width, height = 900, 190
-    left, right, top, bottom = 44, 16, 14, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
-    total_ms = span_ns / 1e6
-
-    def x(ns: int) -> float:
-        return left + plot_w * max(0, ns - start) / span_ns
-
-    def y(p: float) -> float:
-        p = 0.0 if math.isnan(p) else min(1.0, max(0.0, p))
-        return top + plot_h * (1 - p)
-
-    out = [
-        f'<figure><svg class="timeline" data-call="{call_no}" viewBox="0 0 {width} {height}" '
-        'role="img" aria-label="Token arrival timeline">',
-        f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" '
-        f'y2="{top + plot_h}"/>',
-        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}"/>',
-    ]
-    for p in (0.0, 0.5, 1.0):
-        out.append(f'<text x="{left - 6}" y="{y(p) + 4:.1f}" text-anchor="end">{p:g}</text>')
-    threshold = call.low_confidence_threshold
-    out.append(
-        f'<line class="thr" x1="{left}" y1="{y(threshold):.1f}" x2="{left + plot_w}" '
-        f'y2="{y(threshold):.1f}"><title>low-confidence threshold p = {threshold:g}</title></line>'
-    )
-    for i in range(5):
-        ms = total_ms * i / 4
-        out.append(
-            f'<text x="{left + plot_w * i / 4:.1f}" y="{height - 12}" '
-            f'text-anchor="{"start" if i == 0 else "end" if i == 4 else "middle"}">'
-            f"{ms:,.0f} ms</text>"
-        )
-    ttfc = call.time_to_first_chunk_s
-    if ttfc is not None and 0 <= ttfc * 1e9 <= span_ns:
-        tx = x(start + int(ttfc * 1e9))
-        out.append(
-            f'<line class="ttfc" x1="{tx:.1f}" y1="{top}" x2="{tx:.1f}" y2="{top + plot_h}">'
-            f"<title>first chunk after {ttfc * 1000:.1f} ms</title></line>"
-        )
-    for k, token in timed:
-        p = token.probability
-        _, colour = _bucket(p)
-        ns = token.time_unix_nano or start
-        title = f"{_token_name(token)} p={_fmt_p(p)} at +{(ns - start) / 1e6:.1f} ms"
-        out.append(
-            f'<circle cx="{x(ns):.1f}" cy="{y(p):.1f}" r="3.5" fill="{colour}" data-k="{k}">'
-            f"<title>{_e(title)}</title></circle>"
-        )
-    out.append("</svg>")
-    out.append(
-        '<figcaption class="muted">Token timeline: when each token arrived (ms since the call '
-        "started) and its probability; the dashed red line is the low-confidence threshold"
-        f"{', the dotted blue one the first chunk' if ttfc is not None else ''}.</figcaption>"
-        "</figure>"
-    )
-    return "".join(out)
 
 
 def _least_likely_table(call: ModelCall) -> str:
@@ -248,13 +117,14 @@ def _least_likely_table(call: ModelCall) -> str:
     for k in picks:
         token = call.tokens[k]
         alts = ", ".join(
-            f"{'#' + str(j + 1) if a.token is None else _literal(a.token)} {_fmt_p(a.probability)}"
+            f"{'#' + str(j + 1) if a.token is None else literal(a.token)} {fmt_p(a.probability)}"
             for j, a in enumerate(token.alternatives)
         )
+        name = escape(token_name(token))
         rows.append(
-            f'<tr><td class="num">{token.index}</td><td class="mono">{_e(_token_name(token))}</td>'
-            f'<td class="num">{_fmt_p(token.probability)}</td><td class="num">'
-            f'{_fmt_lp(token.logprob)}</td><td class="mono">{_e(alts) or "—"}</td></tr>'
+            f'<tr><td class="num">{token.index}</td><td class="mono">{name}</td>'
+            f'<td class="num">{fmt_p(token.probability)}</td><td class="num">'
+            f'{fmt_lp(token.logprob)}</td><td class="mono">{escape(alts) or "—"}</td></tr>'
         )
     return (
         '<h3>Least likely tokens</h3><table><thead><tr><th class="num">#</th><th>token</th>'
@@ -268,20 +138,20 @@ def _summary(call: ModelCall) -> str:
 
     def add(label: str, value: object) -> None:
         if value is not None and value != "":
-            items.append((label, _e(value)))
+            items.append((label, escape(value)))
 
     add("model", call.model)
     if call.response_model and call.response_model != call.model:
         add("response model", call.response_model)
     add("tokens", call.token_count)
-    add("perplexity", _fmt(call.perplexity))
-    add("mean logprob", _fmt_lp(call.mean_logprob))
+    add("perplexity", fmt(call.perplexity))
+    add("mean logprob", fmt_lp(call.mean_logprob))
     total = call.sum_logprob
     if total is not None:
-        add("sum logprob", _fmt(total))
+        add("sum logprob", fmt(total))
     min_lp = call.min_logprob
     if min_lp is not None:
-        min_p = _fmt_p(probability(min_lp))
+        min_p = fmt_p(probability(min_lp))
         idx = call.min_index
         add("min probability", f"{min_p}" + (f" (token #{idx})" if idx is not None else ""))
     low = call.low_confidence_count
@@ -289,10 +159,10 @@ def _summary(call: ModelCall) -> str:
         add(f"low confidence (p < {call.low_confidence_threshold:g})", low)
     entropy = call.entropy_mean
     if entropy is not None:
-        add("mean entropy (top-k, nats)", _fmt(entropy))
+        add("mean entropy (top-k, nats)", fmt(entropy))
     margin = call.margin_mean
     if margin is not None:
-        add("mean margin p1 − p2", _fmt(margin))
+        add("mean margin p1 − p2", fmt(margin))
     add("top_logprobs k", call.attr_int(n.LOGPROBS_TOP_LOGPROBS))
     add("duration", f"{call.duration_s * 1000:,.1f} ms")
     ttfc = call.time_to_first_chunk_s
@@ -360,7 +230,7 @@ def _messages(call: ModelCall) -> str:
             text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         except (ValueError, TypeError):
             pass
-        out.append(f"<details><summary>{label}</summary><pre>{_e(text)}</pre></details>")
+        out.append(f"<details><summary>{label}</summary><pre>{escape(text)}</pre></details>")
     return "".join(out)
 
 
@@ -380,10 +250,10 @@ def _badges(call: ModelCall) -> str:
 def _call_section(call: ModelCall, call_no: int) -> str:
     return (
         f'<section class="call" id="call-{call_no}" aria-labelledby="call-{call_no}-h">'
-        f'<h2 id="call-{call_no}-h">{call_no + 1}. {_e(call.name)}{_badges(call)}</h2>'
+        f'<h2 id="call-{call_no}-h">{call_no + 1}. {escape(call.name)}{_badges(call)}</h2>'
         f"{_summary(call)}"
         f"<h3>Tokens</h3>{_render_tokens(call, call_no)}"
-        f"{_render_timeline(call, call_no)}"
+        f"{render_timeline(call, call_no)}"
         f"{_least_likely_table(call)}"
         f"{_messages(call)}"
         "</section>"
@@ -401,13 +271,13 @@ def _overview(calls: Sequence[ModelCall]) -> str:
         min_p = None if min_lp is None or math.isnan(min_lp) else probability(min_lp)
         rows.append(
             f'<tr><td class="num"><a href="#call-{i}">{i + 1}</a></td>'
-            f"<td>{_e(call.model)}{' (stream)' if call.stream else ''}</td>"
+            f"<td>{escape(call.model)}{' (stream)' if call.stream else ''}</td>"
             f'<td class="num">{call.token_count}</td>'
-            f'<td class="num">{_fmt(call.perplexity)}</td>'
-            f'<td class="num">{_fmt_p(min_p)}</td>'
+            f'<td class="num">{fmt(call.perplexity)}</td>'
+            f'<td class="num">{fmt_p(min_p)}</td>'
             f'<td class="num">{_or_dash(call.low_confidence_count)}</td>'
             f'<td class="num">{call.duration_s * 1000:,.0f} ms</td>'
-            f"<td>{_e(call.status_code)}</td></tr>"
+            f"<td>{escape(call.status_code)}</td></tr>"
         )
     return (
         '<table class="overview"><thead><tr><th class="num">#</th><th>model</th>'
@@ -419,7 +289,7 @@ def _overview(calls: Sequence[ModelCall]) -> str:
 
 def _legend() -> str:
     swatches = "".join(
-        f'<span class="sw {cls}">{_e(label)}</span>' for _, cls, _, label in _BUCKETS
+        f'<span class="sw {cls}">{escape(label)}</span>' for _, cls, _, label in BUCKETS
     )
     return (
         f'<div class="legend"><span class="muted">token probability:</span>{swatches}'
@@ -436,12 +306,12 @@ def _data(calls: Sequence[ModelCall]) -> str:
                 "tokens": [
                     [
                         t.index,
-                        _json_number(t.logprob),
-                        _literal(t.text),
+                        json_number(t.logprob),
+                        literal(t.text),
                         None
                         if t.time_unix_nano is None
                         else round((t.time_unix_nano - call.start_unix_nano) / 1e6, 3),
-                        [[_literal(a.token), _json_number(a.logprob)] for a in t.alternatives],
+                        [[literal(a.token), json_number(a.logprob)] for a in t.alternatives],
                     ]
                     for t in call.tokens
                 ],
@@ -472,11 +342,11 @@ def render_html(
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_e(title)}</h1>"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{escape(title)}</h1>"
         f'<p class="muted">{len(calls)} model call{"s" if len(calls) != 1 else ""}'
-        f"{' from ' + _e(source_text) if source_text else ''} · generated "
-        f"{_e(moment.strftime('%Y-%m-%d %H:%M:%S %Z'))} by logprobscope</p>{_legend()}"
+        f"{' from ' + escape(source_text) if source_text else ''} · generated "
+        f"{escape(moment.strftime('%Y-%m-%d %H:%M:%S %Z'))} by logprobscope</p>{_legend()}"
         f"{_overview(calls) if calls else ''}</header>"
         f"<main>{body}</main>"
         '<footer class="muted">Probabilities are exp(logprob) as the API returned them; '
