@@ -252,8 +252,8 @@ class LogprobStats:
 
 def summarize(
     logprobs: Sequence[float],
-    top_logprobs: Sequence[Sequence[float]] = (),
     *,
+    top_logprobs: Sequence[Sequence[float]] = (),
     low_confidence_threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD,
 ) -> LogprobSummary:
     """The figures of a whole answer: what `LogprobStats` says after all of its tokens.
@@ -293,14 +293,14 @@ def summary_attributes(summary: LogprobSummary) -> dict[str, float | int]:
     return attributes
 
 
-def least_likely(logprobs: Sequence[float], count: int) -> list[int]:
+def least_likely(logprobs: Sequence[float], *, count: int) -> list[int]:
     """Indexes of the `count` least likely counted tokens, least likely first (ties: earlier)."""
     order = sorted((i for i, lp in enumerate(logprobs) if counted(lp)), key=lambda i: logprobs[i])
     return order[: max(0, count)]
 
 
 def low_confidence_spans(
-    logprobs: Sequence[float], threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
+    logprobs: Sequence[float], *, threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
 ) -> list[tuple[int, int]]:
     """Runs of consecutive low-confidence tokens (p < `threshold`), as [start, stop).
 

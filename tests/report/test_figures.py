@@ -64,7 +64,7 @@ def test_model_call_figures_are_the_writers(logprobs: list[float]) -> None:
     assert (call.min_logprob, call.min_index) == (expected.min, expected.min_index)
     assert call.low_confidence_count == expected.low_confidence_count
     assert (call.entropy_mean, call.margin_mean) == (expected.entropy_mean, expected.margin_mean)
-    assert summarize(logprobs, alternatives) == expected
+    assert summarize(logprobs, top_logprobs=alternatives) == expected
 
 
 def test_no_counted_token_no_figures() -> None:
@@ -83,10 +83,10 @@ def test_span_attributes_win_over_computed() -> None:
 
 def test_least_likely_skips_what_the_figures_skip() -> None:
     logprobs = [-0.5, NAN, -INF, -2.0, 900.0, -2.0, INF]
-    assert least_likely(logprobs, 10) == [2, 3, 5, 0]  # -inf first, ties by index
-    assert least_likely(logprobs, 2) == [2, 3]
-    assert least_likely([NAN, NAN], 3) == []
-    assert least_likely(logprobs, -1) == []
+    assert least_likely(logprobs, count=10) == [2, 3, 5, 0]  # -inf first, ties by index
+    assert least_likely(logprobs, count=2) == [2, 3]
+    assert least_likely([NAN, NAN], count=3) == []
+    assert least_likely(logprobs, count=-1) == []
 
 
 def test_low_confidence_spans_nan_is_not_low() -> None:

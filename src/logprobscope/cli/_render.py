@@ -147,7 +147,7 @@ def answer_figures(
     """The answer's figures, as the telemetry computes them for the span."""
     return summarize(
         [t.logprob for t in tokens],
-        [[a.logprob for a in t.top_logprobs] for t in tokens],
+        top_logprobs=[[a.logprob for a in t.top_logprobs] for t in tokens],
         low_confidence_threshold=threshold,
     )
 
@@ -177,7 +177,7 @@ def print_summary(
         "bold",
     )
     out.line("least likely tokens:", "bold")
-    for i in least_likely(logprobs, top):
+    for i in least_likely(logprobs, count=top):
         t = tokens[i]
         out.write(f"  #{i:<4} ")
         out.token(f"{printable(t.token, quoted=True):<16}", t.logprob)
@@ -190,7 +190,7 @@ def print_summary(
             out.write("  alternatives: ", "dim")
             out.write(alternatives)
         out.line()
-    spans = low_confidence_spans(logprobs, threshold)
+    spans = low_confidence_spans(logprobs, threshold=threshold)
     if not spans:
         out.line(f"low-confidence spans (p < {threshold:g}): none", "bold")
         return

@@ -348,7 +348,7 @@ def _build_call(
         attributes=attributes,
         resource=resource,
         scope=scope,
-        tokens=reassemble(events, top_k),
+        tokens=reassemble(events, top_k=top_k),
         exception=_exception(events),
         dropped_events=dropped_events,
         source=source,

@@ -112,7 +112,7 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
 def _least_likely_table(call: ModelCall) -> str:
     if not call.tokens:
         return ""
-    picks = least_likely([t.logprob for t in call.tokens], 5)
+    picks = least_likely([t.logprob for t in call.tokens], count=5)
     rows = []
     for k in picks:
         token = call.tokens[k]

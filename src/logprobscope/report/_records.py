@@ -182,7 +182,7 @@ class ModelCall:
         return summary_attributes(
             summarize(
                 [t.logprob for t in self.tokens],
-                [[a.logprob for a in t.alternatives] for t in self.tokens],
+                top_logprobs=[[a.logprob for a in t.alternatives] for t in self.tokens],
                 low_confidence_threshold=self.low_confidence_threshold,
             )
         )

@@ -27,7 +27,7 @@ class SpanEvent:
     attributes: dict[str, AttributeValue]
 
 
-def reassemble(events: Iterable[SpanEvent], top_k: int | None) -> tuple[TokenRecord, ...]:
+def reassemble(events: Iterable[SpanEvent], *, top_k: int | None) -> tuple[TokenRecord, ...]:
     """The tokens the events carry, in index order (gaps stay gaps).
 
     `top_k` (the span's ``logprobs.top_logprobs``) splits batch events' alternatives into
