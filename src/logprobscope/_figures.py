@@ -14,6 +14,10 @@ Conventions (they are the contract of the `logprobs.*` summary attributes):
   entropy), with 0·ln 0 = 0; tokens without alternatives are left out of its mean. The
   margin p(top1) - p(top2) needs two alternatives. NaN alternatives are skipped.
 - The sum is compensated (Neumaier), so long streams keep full precision.
+
+`summarize` gives the same figures for a whole answer at once (the reader and the CLI use it);
+`least_likely` and `low_confidence_spans` pick tokens by the same rules: a token without a
+probability (NaN) is neither least likely nor low-confidence.
 """
 
 from __future__ import annotations
@@ -21,9 +25,20 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-__all__ = ["LogprobStats", "LogprobSummary", "probability"]
+from . import _contract as n
+
+__all__ = [
+    "LogprobStats",
+    "LogprobSummary",
+    "counted",
+    "least_likely",
+    "low_confidence_spans",
+    "probability",
+    "summarize",
+    "summary_attributes",
+]
 
 _INF = math.inf
 _NEG_INF = -math.inf
@@ -35,6 +50,11 @@ def probability(logprob: float) -> float:
     if logprob <= _EXP_MAX:
         return math.exp(logprob)
     return logprob if logprob != logprob else _INF
+
+
+def counted(logprob: float) -> bool:
+    """Whether a logprob enters the figures: not NaN, not +inf or above ~709 (see above)."""
+    return logprob <= _EXP_MAX  # NaN compares False
 
 
 class LogprobSummary(NamedTuple):
@@ -72,7 +92,9 @@ class LogprobStats:
         "margin_n",
     )
 
-    def __init__(self, low_confidence_threshold: float = 0.5) -> None:
+    def __init__(
+        self, low_confidence_threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
+    ) -> None:
         self.threshold = low_confidence_threshold
         self.count = 0
         self.nan_count = 0
@@ -226,3 +248,73 @@ class LogprobStats:
             margin_mean=self.margin_sum / self.margin_n if self.margin_n else None,
             low_confidence_count=self.low_count,
         )
+
+
+def summarize(
+    logprobs: Sequence[float],
+    *,
+    top_logprobs: Sequence[Sequence[float]] = (),
+    low_confidence_threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD,
+) -> LogprobSummary:
+    """The figures of a whole answer: what `LogprobStats` says after all of its tokens.
+
+    `top_logprobs[i]` are token i's alternatives (missing rows: none).
+    """
+    flat = array("d")
+    offsets = array("q", (0,))
+    for i in range(len(logprobs)):
+        if i < len(top_logprobs):
+            flat.extend(top_logprobs[i])
+        offsets.append(len(flat))
+    stats = LogprobStats(low_confidence_threshold)
+    stats.add_columns(array("d", logprobs), flat, offsets, 0, len(logprobs), array("d"))
+    return stats.summary()
+
+
+def summary_attributes(summary: LogprobSummary) -> dict[str, float | int]:
+    """The span's summary attributes for these figures (docs/telemetry.md).
+
+    `logprobs.token_count` always; the others only when at least one token has a
+    probability; entropy and margin only when the alternatives define them.
+    """
+    attributes: dict[str, float | int] = {n.LOGPROBS_TOKEN_COUNT: summary.token_count}
+    if summary.sum is None:
+        return attributes
+    attributes[n.LOGPROBS_SUM] = summary.sum
+    attributes[n.LOGPROBS_MEAN] = cast(float, summary.mean)
+    attributes[n.LOGPROBS_PERPLEXITY] = cast(float, summary.perplexity)
+    attributes[n.LOGPROBS_MIN] = cast(float, summary.min)
+    attributes[n.LOGPROBS_MIN_INDEX] = cast(int, summary.min_index)
+    attributes[n.LOGPROBS_LOW_CONFIDENCE_COUNT] = summary.low_confidence_count
+    if summary.entropy_mean is not None:
+        attributes[n.LOGPROBS_ENTROPY_MEAN] = summary.entropy_mean
+    if summary.margin_mean is not None:
+        attributes[n.LOGPROBS_MARGIN_MEAN] = summary.margin_mean
+    return attributes
+
+
+def least_likely(logprobs: Sequence[float], *, count: int) -> list[int]:
+    """Indexes of the `count` least likely counted tokens, least likely first (ties: earlier)."""
+    order = sorted((i for i, lp in enumerate(logprobs) if counted(lp)), key=lambda i: logprobs[i])
+    return order[: max(0, count)]
+
+
+def low_confidence_spans(
+    logprobs: Sequence[float], *, threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
+) -> list[tuple[int, int]]:
+    """Runs of consecutive low-confidence tokens (p < `threshold`), as [start, stop).
+
+    A token without a probability (NaN) is not low-confidence: it ends a run.
+    """
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, lp in enumerate(logprobs):
+        if counted(lp) and probability(lp) < threshold:
+            if start is None:
+                start = i
+        elif start is not None:
+            spans.append((start, i))
+            start = None
+    if start is not None:
+        spans.append((start, len(logprobs)))
+    return spans

@@ -6,7 +6,8 @@ the tokens render with their colours, hovering (a real mouse event) or focusing 
 press) a token shows its probability and top alternatives, hostile text stays text, the
 page logs no error (so our own CSP allows our own script and style), and Chromium sees no
 request but the page itself. A screenshot with the tooltip open is kept in
-``artifacts/report.png`` for CI.
+``artifacts/report.png`` for CI. A second page holds tokens with bidi controls and
+invisible characters: they show as escapes and reverse nothing (``artifacts/report-bidi.png``).
 
 Chromium (Debian's ``chromium``; ``LOGPROBSCOPE_CHROMIUM_BIN`` overrides) and the
 ``websockets`` client are needed: without them the test is skipped, unless
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from logprobscope.report import read_traces, write_html
-from tests.support.contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, write_call
+from tests.support.contract_spans import HOSTILE, HOSTILE_TOKENS, SEED_TOP, Token, write_call
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -279,7 +281,7 @@ def test_report_in_chromium(browser: DevTools, demo_report: Path, hostile_report
     tip = page.tooltip()
     assert tip is not None
     assert '#0  "I\'m"' in tip and "p 0.1016" in tip and "low confidence" in tip
-    assert '"Thank"0.7509' in tip and '"Hello"0.1305' in tip and '"I\'m" ✓0.1016' in tip
+    assert "'Thank'0.7509" in tip and "'Hello'0.1305" in tip and '"I\'m" ✓0.1016' in tip
     ARTIFACTS.mkdir(exist_ok=True)
     shot = page.call("Page.captureScreenshot", format="png")["data"]
     (ARTIFACTS / "report.png").write_bytes(base64.b64decode(shot))
@@ -289,11 +291,11 @@ def test_report_in_chromium(browser: DevTools, demo_report: Path, hostile_report
     assert page.tooltip() is None
     page.js('document.querySelector(\'[data-call="0"] [data-k="0"]\').focus()')
     tip = page.tooltip()
-    assert tip is not None and '#0  "Thank"' in tip and "no alternatives recorded" in tip
+    assert tip is not None and "#0  'Thank'" in tip and "no alternatives recorded" in tip
     page.key("ArrowRight", "ArrowRight", 39)
     assert page.js("document.activeElement.getAttribute('data-k')") == "1"
     tip = page.tooltip()
-    assert tip is not None and '#1  " you"' in tip
+    assert tip is not None and "#1  ' you'" in tip
     page.key("Escape", "Escape", 27)
     assert page.tooltip() is None
 
@@ -308,7 +310,7 @@ def test_report_in_chromium(browser: DevTools, demo_report: Path, hostile_report
     assert hostile >= 0
     page.hover(f'[data-call="0"] [data-k="{hostile}"]')
     tip = page.tooltip()
-    assert tip is not None and json.dumps(HOSTILE) in tip and "</script><script>" not in tip
+    assert tip is not None and repr(HOSTILE) in tip and "</script><script>" not in tip
     assert page.js("document.querySelectorAll('img, b').length") == 0
     # Without content capture: positions and probabilities.
     positions = page.js(
@@ -333,3 +335,55 @@ def test_report_in_chromium(browser: DevTools, demo_report: Path, hostile_report
     assert not errors, errors
     consoles = browser.named("Runtime.consoleAPICalled")
     assert not consoles, consoles
+
+
+# A right-to-left override, a left-to-right isolate and a zero-width space in tokens: shown
+# raw, the override reverses every token after it ("&lt;b&gt;" reads ";tg&b;tl&").
+BIDI_TOKENS: list[Token] = [
+    ("Say", -0.1, []),
+    (" \u202e", -2.0, [(" \u202e", -2.0), (" \u2066", -2.5)]),
+    ("&lt;b&gt;", -0.3, []),
+    (" then", -0.2, []),
+    (" \u2066", -1.5, []),
+    ("x", -0.4, []),
+    (" \u200b", -0.6, []),
+    ("y", -0.1, []),
+    (" end", -0.05, []),
+]
+
+
+def test_report_bidi_tokens_in_chromium(browser: DevTools, tmp_path: Path) -> None:
+    traces = write_call(tmp_path / "bidi.jsonl", BIDI_TOKENS)
+    report = write_html(tmp_path / "bidi.html", read_traces(traces).calls)
+    page = Page(browser)
+    page.open(report)
+    assert page.js("document.documentElement.getAttribute('data-lps-ready')") == "1"
+
+    # The DOM text: each hidden character as its escape, in order, and nothing raw.
+    line = page.js("document.querySelector('.tokens').innerText")
+    assert line == "Say \\u202e&lt;b&gt; then \\u2066x \\u200by end"
+    assert not [c for c in line if unicodedata.category(c) in ("Cf", "Cc")]
+
+    # The layout: tokens run left to right, and so do the characters inside a token.
+    lefts = page.js(
+        "[...document.querySelectorAll('.tok')].map(t => t.getBoundingClientRect().left)"
+    )
+    tops = page.js("[...document.querySelectorAll('.tok')].map(t => t.getBoundingClientRect().top)")
+    assert len(set(tops)) == 1  # one line: left-to-right order is the reading order
+    assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts)
+    first, last = page.js(
+        "(() => { const n = document.querySelector('[data-k=\"2\"]').firstChild;"
+        " const at = i => { const r = document.createRange(); r.setStart(n, i);"
+        " r.setEnd(n, i + 1); return r.getBoundingClientRect().left; };"
+        " return [at(0), at(n.length - 1)]; })()"
+    )
+    assert first < last  # "&lt;b&gt;" is not mirrored to ";tg&b;tl&"
+
+    # The tooltip names the token and its alternatives with the same escapes.
+    page.hover('[data-k="1"]')
+    tip = page.tooltip()
+    assert tip is not None and "#1  ' \\u202e'" in tip and "' \\u2066'" in tip
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = page.call("Page.captureScreenshot", format="png")["data"]
+    (ARTIFACTS / "report-bidi.png").write_bytes(base64.b64decode(shot))
+    assert not browser.named("Runtime.exceptionThrown")

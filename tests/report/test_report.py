@@ -377,9 +377,10 @@ def test_hostile_tokens_are_escaped(tmp_path: Path) -> None:
     for _, attrs in parser.tags:
         assert not [name for name, _ in attrs if name.startswith("on")]
     data = _embedded_data(page)  # the JSON survives its escaping, values intact
-    tokens: list[Any] = data["calls"][0]["tokens"]
-    assert tokens[1][2] == HOSTILE
-    assert tokens[0][4][1][0] == "</script><script>alert(2)</script>"
+    tokens: list[Any] = data["calls"][0]["tokens"]  # texts as the tooltip shows them
+    assert tokens[1][2] == f"'{HOSTILE}'"
+    assert tokens[0][4][1][0] == "'</script><script>alert(2)</script>'"
+    assert tokens[2][2] == "'\\x1b[31m\\u2028'"
     assert "\\u003cimg" in page
 
 

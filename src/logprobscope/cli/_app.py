@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import openai
 
 import logprobscope
+from logprobscope import _contract as n
 
 from ._errors import (
     EXIT_CODES_HELP,
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Send a prompt with logprobs on and print the answer token by token, coloured by "
             "probability (plain text when not a terminal or with NO_COLOR), then perplexity, "
             "mean logprob, the least likely tokens with their top alternatives and the "
-            "low-confidence spans (consecutive tokens below p = 0.5).\n\n"
+            "low-confidence spans (consecutive tokens below "
+            f"p = {n.DEFAULT_LOW_CONFIDENCE_THRESHOLD:g}).\n\n"
             'Batch: --input FILE reads one JSON object per line, {"prompt": ...} or '
             '{"messages": [...]}, with an optional "id", and writes one JSON line per prompt '
             "to --output (default stdout): id, answer, perplexity, mean logprob, min "

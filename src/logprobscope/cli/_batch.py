@@ -23,8 +23,8 @@ from typing import TextIO
 import openai
 
 from logprobscope import AIMessage, BaseCallbackHandler, ChatOpenAI, MessageInput, SystemMessage
+from logprobscope._figures import probability
 from logprobscope._messages import coerce_messages
-from logprobscope.report._stats import probability, summarize
 
 from ._errors import (
     EXIT_BAD_INPUT,
@@ -35,6 +35,7 @@ from ._errors import (
     describe_error,
     one_line,
 )
+from ._render import answer_figures
 from ._run import open_async_model, tokens_of
 from ._telemetry import telemetry_from_env
 
@@ -120,7 +121,7 @@ def _number(value: float | None) -> float | None:
 def result_record(item: BatchItem, message: AIMessage) -> dict[str, object]:
     """The output line of one answered prompt."""
     tokens = tokens_of(message)
-    s = summarize([t.logprob for t in tokens])
+    s = answer_figures(tokens)
     record: dict[str, object] = {
         "id": item.id,
         "answer": message.content,
@@ -128,15 +129,15 @@ def result_record(item: BatchItem, message: AIMessage) -> dict[str, object]:
         "finish_reason": message.response_metadata.finish_reason,
         "token_count": s.token_count,
         "perplexity": _number(s.perplexity),
-        "mean_logprob": _number(s.mean_logprob),
+        "mean_logprob": _number(s.mean),
         "min_probability": None,
         "min_token": None,
         "low_confidence_count": s.low_confidence_count,
         "first_token": None,
     }
-    if s.min_index is not None and s.min_logprob is not None:
+    if s.min_index is not None and s.min is not None:
         weakest = tokens[s.min_index]
-        record["min_probability"] = _number(probability(s.min_logprob))
+        record["min_probability"] = _number(probability(s.min))
         record["min_token"] = {"index": s.min_index, "token": weakest.token}
     if tokens:
         first = tokens[0]

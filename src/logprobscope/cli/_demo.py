@@ -10,6 +10,7 @@ from pathlib import Path
 import openai
 
 from logprobscope import AIMessage, AIMessageChunk, BaseCallbackHandler, ChatOpenAI
+from logprobscope import _contract as n
 
 from ._errors import EXIT_OK, CliError, describe_error
 from ._render import Output, print_answer, print_summary
@@ -73,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
             except OSError as error:
                 raise CliError(f"{traces_path}: cannot write: {error.strerror or error}") from None
         handle, handler = start_telemetry(
-            span_exporters=exporters, capture_content=True, events="tokens"
+            span_exporters=exporters, capture_content=True, events=n.MODE_TOKENS
         )
         stack.callback(handle.shutdown)
         destinations = []

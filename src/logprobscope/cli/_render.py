@@ -2,28 +2,35 @@
 
 Colour is used when the stream is a terminal and ``NO_COLOR`` is not set (``FORCE_COLOR``
 forces it, e.g. in CI logs); otherwise the same text is written plain, so it pipes cleanly.
-Token texts from the model are printed with control characters made visible: an answer
-cannot move the cursor or recolour the terminal.
+Token texts from the model are printed with control, bidi and invisible characters made
+visible (`logprobscope._printable`, the HTML report's rule too): an answer cannot move the
+cursor, recolour the terminal or reverse the text after it. The figures are the span's
+(`logprobscope._figures`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from logprobscope import TokenLogprob
-from logprobscope.report._stats import (
+from logprobscope import _contract as n
+from logprobscope._figures import (
+    counted,
     least_likely,
     low_confidence_spans,
-    printable,
     probability,
     summarize,
 )
+from logprobscope._printable import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from logprobscope._figures import LogprobSummary
 
 # (lower probability bound, rich style, legend label); keep in step with the HTML report.
 _STYLES: tuple[tuple[float, str, str], ...] = (
@@ -128,45 +135,62 @@ def print_answer(out: Output, content: str, tokens: Sequence[TokenLogprob]) -> N
             out.token(t.token, t.logprob)
     elif tokens:
         # Byte-level tokens that do not decode one by one: colour by the weakest token.
-        out.token(content, min(t.logprob for t in tokens))
+        weakest = min((t.logprob for t in tokens if counted(t.logprob)), default=math.nan)
+        out.token(content, weakest)
     else:
         out.write(content)
 
 
-def _quoted(text: str) -> str:
-    return repr(printable(text))
+def answer_figures(
+    tokens: Sequence[TokenLogprob], *, threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD
+) -> LogprobSummary:
+    """The answer's figures, as the telemetry computes them for the span."""
+    return summarize(
+        [t.logprob for t in tokens],
+        top_logprobs=[[a.logprob for a in t.top_logprobs] for t in tokens],
+        low_confidence_threshold=threshold,
+    )
 
 
 def print_summary(
-    out: Output, tokens: Sequence[TokenLogprob], *, threshold: float = 0.5, top: int = 5
+    out: Output,
+    tokens: Sequence[TokenLogprob],
+    *,
+    threshold: float = n.DEFAULT_LOW_CONFIDENCE_THRESHOLD,
+    top: int = 5,
 ) -> None:
-    """Perplexity, mean logprob, the least likely tokens with alternatives, low spans."""
+    """Perplexity, mean logprob, the least likely tokens with alternatives, low spans.
+
+    The figures are the span's (`logprobscope._figures`): a token without a logprob (NaN)
+    counts as a token but not in the figures, and is never least likely nor low.
+    """
     logprobs = [t.logprob for t in tokens]
-    s = summarize(logprobs, threshold)
-    if s.token_count == 0 or s.mean_logprob is None or s.perplexity is None:
+    s = answer_figures(tokens, threshold=threshold)
+    if s.mean is None or s.perplexity is None or s.min is None or s.min_index is None:
         out.line("no tokens with logprobs", "dim")
         return
-    assert s.min_index is not None and s.min_logprob is not None
+    without = f" · {s.nan_count} without a logprob" if s.nan_count else ""
     out.line(
         f"── {s.token_count} tokens · perplexity {s.perplexity:.4f} · mean logprob "
-        f"{s.mean_logprob:.4f} · min p {fmt_p(probability(s.min_logprob))} at "
-        f"#{s.min_index} {_quoted(tokens[s.min_index].token)}",
+        f"{s.mean:.4f} · min p {fmt_p(probability(s.min))} at "
+        f"#{s.min_index} {printable(tokens[s.min_index].token, quoted=True)}{without}",
         "bold",
     )
     out.line("least likely tokens:", "bold")
-    for i in least_likely(logprobs, top):
+    for i in least_likely(logprobs, count=top):
         t = tokens[i]
         out.write(f"  #{i:<4} ")
-        out.token(f"{_quoted(t.token):<16}", t.logprob)
+        out.token(f"{printable(t.token, quoted=True):<16}", t.logprob)
         out.write(f" p {fmt_p(probability(t.logprob))}")
         if t.top_logprobs:
             alternatives = ", ".join(
-                f"{_quoted(a.token)} {fmt_p(probability(a.logprob))}" for a in t.top_logprobs
+                f"{printable(a.token, quoted=True)} {fmt_p(probability(a.logprob))}"
+                for a in t.top_logprobs
             )
             out.write("  alternatives: ", "dim")
             out.write(alternatives)
         out.line()
-    spans = low_confidence_spans(logprobs, threshold)
+    spans = low_confidence_spans(logprobs, threshold=threshold)
     if not spans:
         out.line(f"low-confidence spans (p < {threshold:g}): none", "bold")
         return
@@ -176,7 +200,7 @@ def print_summary(
         weakest = min(logprobs[start:stop])
         where = f"#{start}" if stop - start == 1 else f"#{start}–#{stop - 1}"
         out.write(f"  {where:<11} ")
-        out.token(_quoted(text), weakest)
+        out.token(printable(text, quoted=True), weakest)
         out.line(f"  min p {fmt_p(probability(weakest))}")
     if len(spans) > 10:
         out.line(f"  … and {len(spans) - 10} more", "dim")

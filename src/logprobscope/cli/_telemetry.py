@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from logprobscope import BaseCallbackHandler
+from logprobscope import _contract as n
 
 from ._errors import EXIT_USAGE, CliError
 
@@ -52,7 +53,7 @@ def start_telemetry(
     *,
     span_exporters: Sequence[SpanExporter] = (),
     capture_content: bool | None = None,
-    events: EventsMode = "tokens",
+    events: EventsMode = n.DEFAULT_EVENTS_MODE,
 ) -> tuple[TelemetryHandle, BaseCallbackHandler]:
     """Providers and the OpenTelemetry handler.
 

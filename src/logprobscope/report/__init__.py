@@ -9,17 +9,16 @@
 
 from __future__ import annotations
 
+from ._decode import parse_traces, read_traces
 from ._file_exporter import OTLPJsonFileSpanExporter, spans_to_otlp_json
 from ._html import render_html, write_html
-from ._otlp_json import (
+from ._records import (
     Alternative,
     AttributeValue,
     ModelCall,
     TokenRecord,
     TraceFormatError,
     TraceSet,
-    parse_traces,
-    read_traces,
 )
 
 __all__ = [

@@ -1,210 +1,61 @@
 """One self-contained HTML page from model calls: tokens coloured by probability.
 
-No external resource of any kind: CSS and JavaScript are inline, allowed by hash in a
-Content-Security-Policy (``default-src 'none'``), so the page cannot load or send anything.
-Every string from the trace is HTML-escaped when rendered on the server, and the per-token
-details the script shows are embedded as JSON (``<``, ``>``, ``&`` escaped) and put into the
-page with ``textContent`` only.
+No external resource of any kind: the CSS and JavaScript (package data, ``assets/``) are
+inlined and allowed by hash in a Content-Security-Policy (``default-src 'none'``), so the
+page cannot load or send anything.
+
+Every string from the trace is made printable (`logprobscope._printable`: control, bidi and
+invisible characters as visible escapes, as in the terminal) and HTML-escaped when rendered
+on the server; the per-token details the script shows are embedded as JSON (``<``, ``>``,
+``&`` escaped), token texts as quoted printable literals, and put into the page with
+``textContent`` only.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import math
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from importlib.resources import files
 from pathlib import Path
 
-from ._otlp_json import ModelCall, TokenRecord
-from ._stats import least_likely, printable
+from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+)
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
+
+from .. import _contract as n
+from .._figures import least_likely, probability
+from ._format import (
+    BUCKETS,
+    bucket,
+    escape,
+    fmt,
+    fmt_lp,
+    fmt_p,
+    json_number,
+    literal,
+    token_label,
+    token_name,
+)
+from ._records import ModelCall
+from ._timeline import render_timeline
 
 __all__ = ["render_html", "write_html"]
 
-# Probability buckets: (lower bound, css class, fill colour, legend label).
-_BUCKETS: tuple[tuple[float, str, str, str], ...] = (
-    (0.99, "b0", "#d7efdd", "≥ 0.99"),
-    (0.9, "b1", "#b9e4c4", "0.9–0.99"),
-    (0.7, "b2", "#f4ec9c", "0.7–0.9"),
-    (0.5, "b3", "#fbd38b", "0.5–0.7"),
-    (0.3, "b4", "#f9a870", "0.3–0.5"),
-    (0.1, "b5", "#f07a62", "0.1–0.3"),
-    (-1.0, "b6", "#c9302c", "< 0.1"),
-)
 
-_CSS = """
-:root{color-scheme:light;--fg:#1d2330;--muted:#5b6475;--line:#d9dde5;--bg:#fff;--panel:#f6f7f9}
-*{box-sizing:border-box}
-body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
-background:var(--bg)}
-header,main,footer{max-width:1100px;margin:0 auto;padding:0 20px}
-header{padding-top:18px}
-h1{font-size:1.45rem;margin:.2em 0}
-h2{font-size:1.15rem;margin:0 0 .4em}
-h3{font-size:.95rem;margin:1em 0 .3em;color:var(--muted);text-transform:uppercase;
-letter-spacing:.04em}
-.muted{color:var(--muted)}
-code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em}
-.legend{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin:.6em 0;font-size:.85rem}
-.legend span.sw{padding:1px 8px;border-radius:3px}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-weight:600;color:var(--muted)}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-section.call{border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:18px 0;
-background:var(--bg)}
-.badge{display:inline-block;font-size:.75rem;padding:0 7px;border-radius:9px;
-background:var(--panel);border:1px solid var(--line);margin-left:6px;vertical-align:middle;
-font-weight:500}
-.badge.err{background:#fde4e1;border-color:#f0a39a}
-dl.summary{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:2px 14px;
-margin:.4em 0;font-size:.9rem}
-dl.summary dt{color:var(--muted)}
-dl.summary dd{margin:0;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
-.tokens{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.95rem;
-line-height:1.9;white-space:pre-wrap;overflow-wrap:anywhere;background:var(--panel);
-border-radius:6px;padding:10px 12px}
-.tok{border-radius:3px;padding:1px 0;cursor:default;outline-offset:1px}
-.tok:hover,.tok:focus{outline:2px solid #2b59c3}
-.tok.low{text-decoration:underline dotted #7a1f1a;text-underline-offset:3px}
-.tok.notext{font-size:.8em;padding:1px 3px;margin:0 2px;border:1px solid var(--line)}
-.tok.empty{color:var(--muted)}
-.gap{color:var(--muted);font-style:italic;font-size:.85em}
-.b0{background:transparent}.b1{background:#b9e4c4}.b2{background:#f4ec9c}.b3{background:#fbd38b}
-.b4{background:#f9a870}.b5{background:#f07a62}.b6{background:#c9302c;color:#fff}
-.legend .b0{border:1px solid var(--line)}
-svg.timeline{width:100%;height:auto;background:var(--panel);border-radius:6px;display:block}
-svg.timeline text{font-size:11px;fill:#5b6475;font-family:system-ui,sans-serif}
-svg.timeline line.axis{stroke:#9aa3b2;stroke-width:1}
-svg.timeline line.thr{stroke:#c9302c;stroke-width:1;stroke-dasharray:4 3}
-svg.timeline line.ttfc{stroke:#2b59c3;stroke-width:1;stroke-dasharray:2 3}
-svg.timeline circle{stroke:#1d2330;stroke-width:.6}
-svg.timeline circle:hover{stroke-width:2}
-details{margin:.5em 0}
-details pre{white-space:pre-wrap;overflow-wrap:anywhere;background:var(--panel);padding:8px 10px;
-border-radius:6px;font-size:.85rem;max-height:24em;overflow:auto}
-#lps-tip{position:absolute;z-index:10;min-width:220px;max-width:420px;background:#1d2330;color:#f4f6fa;
-border-radius:6px;padding:8px 10px;font-size:.85rem;box-shadow:0 4px 14px rgba(0,0,0,.25);
-pointer-events:none}
-#lps-tip[hidden]{display:none}
-#lps-tip .t{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-weight:600;
-white-space:pre-wrap;overflow-wrap:anywhere}
-#lps-tip .row{display:grid;grid-template-columns:minmax(60px,auto) 4.5em 60px;gap:6px;
-align-items:center;font-variant-numeric:tabular-nums}
-#lps-tip .row .a{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
-white-space:pre;overflow:hidden;text-overflow:ellipsis}
-#lps-tip .row.chosen .a{color:#9fe3b0}
-#lps-tip .bar{height:6px;background:#8fb3ff;border-radius:3px;min-width:1px}
-#lps-tip .h{color:#aeb6c6;margin-top:4px}
-footer{padding:10px 20px 30px;font-size:.8rem}
-@media (max-width:700px){dl.summary{grid-template-columns:max-content 1fr}}
-""".strip()
+def _asset(name: str) -> str:
+    """A file of `assets/`, without its final newline (the page inlines it as it is)."""
+    return (files("logprobscope.report") / "assets" / name).read_text(encoding="utf-8").strip()
 
-_JS = """
-(function () {
-  "use strict";
-  var data = JSON.parse(document.getElementById("lps-data").textContent);
-  var tip = document.getElementById("lps-tip");
-  var current = null;
-  function num(x) {
-    if (typeof x === "number") { return x; }
-    if (x === "-inf") { return -Infinity; }
-    if (x === "inf") { return Infinity; }
-    return NaN;
-  }
-  function fmtP(p) {
-    if (isNaN(p)) { return "n/a"; }
-    if (p === 0) { return "0"; }
-    if (p >= 0.001) { return p.toFixed(4); }
-    return p.toExponential(2);
-  }
-  function fmtLp(lp) {
-    if (lp === -Infinity) { return "-inf"; }
-    if (isNaN(lp)) { return "n/a"; }
-    return lp.toFixed(5);
-  }
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = text; }
-    return e;
-  }
-  function shown(text) { return text === null ? null : JSON.stringify(text); }
-  function show(target) {
-    var holder = target.closest("[data-call]");
-    if (!holder) { return; }
-    var call = data.calls[Number(holder.getAttribute("data-call"))];
-    var row = call && call.tokens[Number(target.getAttribute("data-k"))];
-    if (!row) { return; }
-    var index = row[0], lp = num(row[1]), text = row[2], ms = row[3], alts = row[4];
-    var p = Math.exp(lp);
-    tip.textContent = "";
-    var label = text === null ? "  (text not captured)" : "  " + shown(text);
-    tip.appendChild(el("div", "t", "#" + index + label));
-    var line = "p " + fmtP(p) + "  \\u00b7  logprob " + fmtLp(lp);
-    if (ms !== null) { line += "  \\u00b7  +" + ms.toFixed(1) + " ms"; }
-    if (p < call.threshold) { line += "  \\u00b7  low confidence"; }
-    tip.appendChild(el("div", null, line));
-    if (alts.length) {
-      tip.appendChild(el("div", "h", "top alternatives"));
-      for (var j = 0; j < alts.length; j++) {
-        var altText = alts[j][0], altLp = num(alts[j][1]), altP = Math.exp(altLp);
-        var chosen = (text !== null && altText === text) || (text === null && altLp === lp);
-        var r = el("div", chosen ? "row chosen" : "row");
-        var altLabel = altText === null ? "#" + (j + 1) : shown(altText);
-        r.appendChild(el("span", "a", altLabel + (chosen ? " \\u2713" : "")));
-        r.appendChild(el("span", null, fmtP(altP)));
-        var bar = el("span", "bar");
-        bar.style.width = Math.max(1, Math.round(60 * (isNaN(altP) ? 0 : altP))) + "px";
-        r.appendChild(bar);
-        tip.appendChild(r);
-      }
-    } else {
-      tip.appendChild(el("div", "h", "no alternatives recorded (top_logprobs = 0)"));
-    }
-    tip.hidden = false;
-    var rect = target.getBoundingClientRect();
-    var left = rect.left + window.scrollX;
-    var maxLeft = window.scrollX + document.documentElement.clientWidth - tip.offsetWidth - 8;
-    tip.style.left = Math.max(window.scrollX + 4, Math.min(left, maxLeft)) + "px";
-    tip.style.top = (rect.bottom + window.scrollY + 6) + "px";
-    current = target;
-  }
-  function hide() { tip.hidden = true; current = null; }
-  function tokenOf(node) {
-    return node && node.closest ? node.closest("[data-k]") : null;
-  }
-  document.addEventListener("mouseover", function (e) {
-    var t = tokenOf(e.target);
-    if (t) { show(t); } else if (current && current !== document.activeElement) { hide(); }
-  });
-  document.addEventListener("focusin", function (e) {
-    var t = tokenOf(e.target);
-    if (t) { show(t); }
-  });
-  document.addEventListener("focusout", function (e) {
-    if (tokenOf(e.target) === current) { hide(); }
-  });
-  document.addEventListener("keydown", function (e) {
-    if (e.key === "Escape") { hide(); return; }
-    var t = tokenOf(document.activeElement);
-    if (!t || !t.classList.contains("tok")) { return; }
-    var sibling = null;
-    if (e.key === "ArrowRight") { sibling = t.nextElementSibling; }
-    if (e.key === "ArrowLeft") { sibling = t.previousElementSibling; }
-    while (sibling && !sibling.classList.contains("tok")) {
-      sibling = e.key === "ArrowRight"
-        ? sibling.nextElementSibling
-        : sibling.previousElementSibling;
-    }
-    if (sibling) { e.preventDefault(); sibling.focus(); }
-  });
-  document.documentElement.setAttribute("data-lps-ready", String(data.calls.length));
-})();
-""".strip()
+
+# Read once, at import: the page inlines them and the CSP allows exactly these texts by hash.
+_CSS = _asset("report.css")
+_JS = _asset("report.js")
 
 
 def _sha256(text: str) -> str:
@@ -219,64 +70,6 @@ _CSP = (
 )
 
 
-def _e(value: object) -> str:
-    """HTML-escape any value (quotes included) after making control characters visible."""
-    return html.escape(printable(str(value)), quote=True)
-
-
-def _bucket(p: float) -> tuple[str, str]:
-    for low, cls, colour, _ in _BUCKETS:
-        if p >= low:
-            return cls, colour
-    return _BUCKETS[-1][1], _BUCKETS[-1][2]
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    return f"{value:.{digits}f}"
-
-
-def _fmt_lp(value: float | None) -> str:
-    if value is not None and value != 0 and abs(value) < 0.0001:
-        return f"{value:.2e}"
-    return _fmt(value)
-
-
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "—"
-    if p != 0 and p < 0.001:
-        return f"{p:.2e}"
-    return _fmt(p)
-
-
-def _json_number(value: float) -> float | str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
-
-
-def _clean(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-
-def _token_label(token: TokenRecord) -> str:
-    if token.text is None:
-        return f"#{token.index}"
-    if token.text == "":
-        return "∅"
-    return printable(token.text).replace("\n", "↵\n")
-
-
 def _gap(missing: int) -> str:
     return (
         f'<span class="gap">[… {missing} token{"s" if missing > 1 else ""} not recorded …]</span>'
@@ -288,7 +81,7 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
         mode = call.events_mode or "unknown"
         return (
             '<p class="muted">No token events in this span (events mode: '
-            f"{_e(mode)}): the summary attributes are all there is.</p>"
+            f"{escape(mode)}): the summary attributes are all there is.</p>"
         )
     threshold = call.low_confidence_threshold
     parts = [f'<div class="tokens" data-call="{call_no}">']
@@ -298,7 +91,7 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
             parts.append(_gap(token.index - expected))
         expected = token.index + 1
         p = token.probability
-        cls, _ = _bucket(p)
+        cls, _ = bucket(p)
         classes = ["tok", cls]
         if p < threshold:
             classes.append("low")
@@ -308,7 +101,7 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
             classes.append("empty")
         parts.append(
             f'<span class="{" ".join(classes)}" tabindex="0" data-k="{k}" '
-            f'aria-describedby="lps-tip">{_e(_token_label(token))}</span>'
+            f'aria-describedby="lps-tip">{escape(token_label(token))}</span>'
         )
     if call.token_count > expected:
         parts.append(_gap(call.token_count - expected))
@@ -316,91 +109,22 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
     return "".join(parts)
 
 
-def _render_timeline(call: ModelCall, call_no: int) -> str:
-    timed = [(k, t) for k, t in enumerate(call.tokens) if t.time_unix_nano is not None]
-    if not call.stream or len({t.time_unix_nano for _, t in timed}) < 2:
-        return ""
-    start = call.start_unix_nano
-    last = max(t.time_unix_nano or 0 for _, t in timed)
-    span_ns = max(last, call.end_unix_nano) - start
-    if span_ns <= 0:
-        return ""
-    width, height = 900, 190
-    left, right, top, bottom = 44, 16, 14, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
-    total_ms = span_ns / 1e6
-
-    def x(ns: int) -> float:
-        return left + plot_w * max(0, ns - start) / span_ns
-
-    def y(p: float) -> float:
-        p = 0.0 if math.isnan(p) else min(1.0, max(0.0, p))
-        return top + plot_h * (1 - p)
-
-    out = [
-        f'<figure><svg class="timeline" data-call="{call_no}" viewBox="0 0 {width} {height}" '
-        'role="img" aria-label="Token arrival timeline">',
-        f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" '
-        f'y2="{top + plot_h}"/>',
-        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}"/>',
-    ]
-    for p in (0.0, 0.5, 1.0):
-        out.append(f'<text x="{left - 6}" y="{y(p) + 4:.1f}" text-anchor="end">{p:g}</text>')
-    threshold = call.low_confidence_threshold
-    out.append(
-        f'<line class="thr" x1="{left}" y1="{y(threshold):.1f}" x2="{left + plot_w}" '
-        f'y2="{y(threshold):.1f}"><title>low-confidence threshold p = {threshold:g}</title></line>'
-    )
-    for i in range(5):
-        ms = total_ms * i / 4
-        out.append(
-            f'<text x="{left + plot_w * i / 4:.1f}" y="{height - 12}" '
-            f'text-anchor="{"start" if i == 0 else "end" if i == 4 else "middle"}">'
-            f"{ms:,.0f} ms</text>"
-        )
-    ttfc = call.time_to_first_chunk_s
-    if ttfc is not None and 0 <= ttfc * 1e9 <= span_ns:
-        tx = x(start + int(ttfc * 1e9))
-        out.append(
-            f'<line class="ttfc" x1="{tx:.1f}" y1="{top}" x2="{tx:.1f}" y2="{top + plot_h}">'
-            f"<title>first chunk after {ttfc * 1000:.1f} ms</title></line>"
-        )
-    for k, token in timed:
-        p = token.probability
-        _, colour = _bucket(p)
-        ns = token.time_unix_nano or start
-        label = f"#{token.index}" if token.text is None else repr(token.text)
-        title = f"{label} p={_fmt_p(p)} at +{(ns - start) / 1e6:.1f} ms"
-        out.append(
-            f'<circle cx="{x(ns):.1f}" cy="{y(p):.1f}" r="3.5" fill="{colour}" data-k="{k}">'
-            f"<title>{_e(title)}</title></circle>"
-        )
-    out.append("</svg>")
-    out.append(
-        '<figcaption class="muted">Token timeline: when each token arrived (ms since the call '
-        "started) and its probability; the dashed red line is the low-confidence threshold"
-        f"{', the dotted blue one the first chunk' if ttfc is not None else ''}.</figcaption>"
-        "</figure>"
-    )
-    return "".join(out)
-
-
 def _least_likely_table(call: ModelCall) -> str:
     if not call.tokens:
         return ""
-    picks = least_likely([t.logprob for t in call.tokens], 5)
+    picks = least_likely([t.logprob for t in call.tokens], count=5)
     rows = []
     for k in picks:
         token = call.tokens[k]
         alts = ", ".join(
-            f"{'#' + str(j + 1) if a.token is None else repr(a.token)} {_fmt_p(a.probability)}"
+            f"{'#' + str(j + 1) if a.token is None else literal(a.token)} {fmt_p(a.probability)}"
             for j, a in enumerate(token.alternatives)
         )
-        label = f"#{token.index}" if token.text is None else repr(token.text)
+        name = escape(token_name(token))
         rows.append(
-            f'<tr><td class="num">{token.index}</td><td class="mono">{_e(label)}</td>'
-            f'<td class="num">{_fmt_p(token.probability)}</td><td class="num">'
-            f'{_fmt_lp(token.logprob)}</td><td class="mono">{_e(alts) or "—"}</td></tr>'
+            f'<tr><td class="num">{token.index}</td><td class="mono">{name}</td>'
+            f'<td class="num">{fmt_p(token.probability)}</td><td class="num">'
+            f'{fmt_lp(token.logprob)}</td><td class="mono">{escape(alts) or "—"}</td></tr>'
         )
     return (
         '<h3>Least likely tokens</h3><table><thead><tr><th class="num">#</th><th>token</th>'
@@ -414,77 +138,77 @@ def _summary(call: ModelCall) -> str:
 
     def add(label: str, value: object) -> None:
         if value is not None and value != "":
-            items.append((label, _e(value)))
+            items.append((label, escape(value)))
 
     add("model", call.model)
     if call.response_model and call.response_model != call.model:
         add("response model", call.response_model)
     add("tokens", call.token_count)
-    add("perplexity", _fmt(call.perplexity))
-    add("mean logprob", _fmt_lp(call.mean_logprob))
-    total = call.attr_float("logprobs.sum")
+    add("perplexity", fmt(call.perplexity))
+    add("mean logprob", fmt_lp(call.mean_logprob))
+    total = call.sum_logprob
     if total is not None:
-        add("sum logprob", _fmt(total))
+        add("sum logprob", fmt(total))
     min_lp = call.min_logprob
     if min_lp is not None:
-        min_p = _fmt_p(math.exp(min_lp) if not math.isnan(min_lp) else math.nan)
-        idx = call.attr_int("logprobs.min_index")
+        min_p = fmt_p(probability(min_lp))
+        idx = call.min_index
         add("min probability", f"{min_p}" + (f" (token #{idx})" if idx is not None else ""))
     low = call.low_confidence_count
     if low is not None:
         add(f"low confidence (p < {call.low_confidence_threshold:g})", low)
-    entropy = call.attr_float("logprobs.entropy.mean")
+    entropy = call.entropy_mean
     if entropy is not None:
-        add("mean entropy (top-k, nats)", _fmt(entropy))
-    margin = call.attr_float("logprobs.margin.mean")
+        add("mean entropy (top-k, nats)", fmt(entropy))
+    margin = call.margin_mean
     if margin is not None:
-        add("mean margin p1 − p2", _fmt(margin))
-    add("top_logprobs k", call.attr_int("logprobs.top_logprobs"))
+        add("mean margin p1 − p2", fmt(margin))
+    add("top_logprobs k", call.attr_int(n.LOGPROBS_TOP_LOGPROBS))
     add("duration", f"{call.duration_s * 1000:,.1f} ms")
     ttfc = call.time_to_first_chunk_s
     if ttfc is not None:
         add("time to first chunk", f"{ttfc * 1000:,.1f} ms")
     add("streamed", "yes" if call.stream else "no")
-    completed = call.attr_bool("logprobs.stream.completed")
+    completed = call.attr_bool(n.LOGPROBS_STREAM_COMPLETED)
     if completed is not None:
         add("stream read to its end", "yes" if completed else "no")
-    reasons = call.attributes.get("gen_ai.response.finish_reasons")
+    reasons = call.attributes.get(n.GEN_AI_RESPONSE_FINISH_REASONS)
     if isinstance(reasons, tuple):
         add("finish reasons", ", ".join(str(r) for r in reasons))
-    usage_in = call.attr_int("gen_ai.usage.input_tokens")
-    usage_out = call.attr_int("gen_ai.usage.output_tokens")
+    usage_in = call.attr_int(n.GEN_AI_USAGE_INPUT_TOKENS)
+    usage_out = call.attr_int(n.GEN_AI_USAGE_OUTPUT_TOKENS)
     if usage_in is not None or usage_out is not None:
         add(
             "usage in / out",
             f"{usage_in if usage_in is not None else '?'} / "
             f"{usage_out if usage_out is not None else '?'}",
         )
-    temperature = call.attr_float("gen_ai.request.temperature")
+    temperature = call.attr_float(n.GEN_AI_REQUEST_TEMPERATURE)
     if temperature is not None:
         add("temperature", f"{temperature:g}")
     mode = call.events_mode
     recorded = len(call.tokens)
     events = f"{mode or 'unknown'}, {recorded} of {call.token_count} tokens recorded"
-    dropped = call.attr_int("logprobs.events.dropped")
+    dropped = call.attr_int(n.LOGPROBS_EVENTS_DROPPED)
     if dropped:
         events += f", {dropped} dropped"
     if call.dropped_events:
         events += f", {call.dropped_events} span events dropped by the SDK"
     add("token events", events)
     add("content captured", "yes" if call.content_captured else "no (positions and numbers only)")
-    address = call.attr_str("server.address")
+    address = call.attr_str(n.SERVER_ADDRESS)
     if address:
-        port = call.attr_int("server.port")
+        port = call.attr_int(n.SERVER_PORT)
         add("server", f"{address}:{port}" if port is not None else address)
-    add("response id", call.attr_str("gen_ai.response.id"))
+    add("response id", call.attr_str(n.GEN_AI_RESPONSE_ID))
     add("status", call.status_code + (f": {call.status_message}" if call.status_message else ""))
     if call.exception:
         add("exception", call.exception)
-    error_type = call.attr_str("error.type")
+    error_type = call.attr_str(n.ERROR_TYPE)
     if error_type:
-        add("error.type", error_type)
+        add(n.ERROR_TYPE, error_type)
     add("trace / span", f"{call.trace_id} / {call.span_id}")
-    service = call.resource.get("service.name")
+    service = call.resource.get(SERVICE_NAME)
     if isinstance(service, str):
         add("service", service)
     body = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
@@ -494,9 +218,9 @@ def _summary(call: ModelCall) -> str:
 def _messages(call: ModelCall) -> str:
     out = []
     for key, label in (
-        ("gen_ai.system_instructions", "System instructions"),
-        ("gen_ai.input.messages", "Input messages"),
-        ("gen_ai.output.messages", "Output messages"),
+        (GEN_AI_SYSTEM_INSTRUCTIONS, "System instructions"),
+        (n.GEN_AI_INPUT_MESSAGES, "Input messages"),
+        (n.GEN_AI_OUTPUT_MESSAGES, "Output messages"),
     ):
         value = call.attributes.get(key)
         if value is None:
@@ -506,7 +230,7 @@ def _messages(call: ModelCall) -> str:
             text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
         except (ValueError, TypeError):
             pass
-        out.append(f"<details><summary>{label}</summary><pre>{_e(text)}</pre></details>")
+        out.append(f"<details><summary>{label}</summary><pre>{escape(text)}</pre></details>")
     return "".join(out)
 
 
@@ -514,7 +238,7 @@ def _badges(call: ModelCall) -> str:
     badges = []
     if call.stream:
         badges.append('<span class="badge">stream</span>')
-    if call.attr_bool("logprobs.stream.completed") is False:
+    if call.attr_bool(n.LOGPROBS_STREAM_COMPLETED) is False:
         badges.append('<span class="badge err">incomplete</span>')
     if call.status_code == "ERROR":
         badges.append('<span class="badge err">error</span>')
@@ -526,10 +250,10 @@ def _badges(call: ModelCall) -> str:
 def _call_section(call: ModelCall, call_no: int) -> str:
     return (
         f'<section class="call" id="call-{call_no}" aria-labelledby="call-{call_no}-h">'
-        f'<h2 id="call-{call_no}-h">{call_no + 1}. {_e(call.name)}{_badges(call)}</h2>'
+        f'<h2 id="call-{call_no}-h">{call_no + 1}. {escape(call.name)}{_badges(call)}</h2>'
         f"{_summary(call)}"
         f"<h3>Tokens</h3>{_render_tokens(call, call_no)}"
-        f"{_render_timeline(call, call_no)}"
+        f"{render_timeline(call, call_no)}"
         f"{_least_likely_table(call)}"
         f"{_messages(call)}"
         "</section>"
@@ -544,16 +268,16 @@ def _overview(calls: Sequence[ModelCall]) -> str:
     rows = []
     for i, call in enumerate(calls):
         min_lp = call.min_logprob
-        min_p = None if min_lp is None else math.exp(min_lp) if not math.isnan(min_lp) else None
+        min_p = None if min_lp is None or math.isnan(min_lp) else probability(min_lp)
         rows.append(
             f'<tr><td class="num"><a href="#call-{i}">{i + 1}</a></td>'
-            f"<td>{_e(call.model)}{' (stream)' if call.stream else ''}</td>"
+            f"<td>{escape(call.model)}{' (stream)' if call.stream else ''}</td>"
             f'<td class="num">{call.token_count}</td>'
-            f'<td class="num">{_fmt(call.perplexity)}</td>'
-            f'<td class="num">{_fmt_p(min_p)}</td>'
+            f'<td class="num">{fmt(call.perplexity)}</td>'
+            f'<td class="num">{fmt_p(min_p)}</td>'
             f'<td class="num">{_or_dash(call.low_confidence_count)}</td>'
             f'<td class="num">{call.duration_s * 1000:,.0f} ms</td>'
-            f"<td>{_e(call.status_code)}</td></tr>"
+            f"<td>{escape(call.status_code)}</td></tr>"
         )
     return (
         '<table class="overview"><thead><tr><th class="num">#</th><th>model</th>'
@@ -565,7 +289,7 @@ def _overview(calls: Sequence[ModelCall]) -> str:
 
 def _legend() -> str:
     swatches = "".join(
-        f'<span class="sw {cls}">{_e(label)}</span>' for _, cls, _, label in _BUCKETS
+        f'<span class="sw {cls}">{escape(label)}</span>' for _, cls, _, label in BUCKETS
     )
     return (
         f'<div class="legend"><span class="muted">token probability:</span>{swatches}'
@@ -582,12 +306,12 @@ def _data(calls: Sequence[ModelCall]) -> str:
                 "tokens": [
                     [
                         t.index,
-                        _json_number(t.logprob),
-                        _clean(t.text),
+                        json_number(t.logprob),
+                        literal(t.text),
                         None
                         if t.time_unix_nano is None
                         else round((t.time_unix_nano - call.start_unix_nano) / 1e6, 3),
-                        [[_clean(a.token), _json_number(a.logprob)] for a in t.alternatives],
+                        [[literal(a.token), json_number(a.logprob)] for a in t.alternatives],
                     ]
                     for t in call.tokens
                 ],
@@ -618,11 +342,11 @@ def render_html(
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_e(title)}</h1>"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<header><h1>{escape(title)}</h1>"
         f'<p class="muted">{len(calls)} model call{"s" if len(calls) != 1 else ""}'
-        f"{' from ' + _e(source_text) if source_text else ''} · generated "
-        f"{_e(moment.strftime('%Y-%m-%d %H:%M:%S %Z'))} by logprobscope</p>{_legend()}"
+        f"{' from ' + escape(source_text) if source_text else ''} · generated "
+        f"{escape(moment.strftime('%Y-%m-%d %H:%M:%S %Z'))} by logprobscope</p>{_legend()}"
         f"{_overview(calls) if calls else ''}</header>"
         f"<main>{body}</main>"
         '<footer class="muted">Probabilities are exp(logprob) as the API returned them; '
