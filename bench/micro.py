@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/micro.py            # µs per chunk of each stage, best of 7
 
+The last two lines are field confidence over a structured-output answer of n and 10·n tokens
+(µs per token: equal figures mean linear time).
+
 Feeds a pre-serialised stream (`bench/server.py`'s events, one SSE event per read, as the
 HTTP client hands them over) through the same objects `ChatStream` uses. It isolates the
 part of a call's CPU that logprobscope owns from the SDK's transport (httpx2/httpcore2/h11),
@@ -65,6 +68,58 @@ def decode_stream(reads: list[bytes], handlers: list[object] | None = None) -> o
     if callbacks:
         callbacks.end_sync(core.message(incomplete=False))
     return last
+
+
+def json_answer(n: int) -> object:
+    """A structured-output answer of exactly n tokens, as a message holds it.
+
+    A JSON array of records (enum label, number, boolean, a string with non-ASCII text), cut
+    into n tokens of equal byte length: cuts fall inside keys, values, multi-byte characters
+    and across `"},` boundaries, so every token carries its `bytes`; three alternatives each.
+    """
+    import json
+
+    from logprobscope import TokenLogprobList
+
+    records = []
+    size = 0
+    while size < 4 * n:
+        i = len(records)
+        record = {
+            "id": i,
+            "label": "positive" if i % 3 else "negative",
+            "score": round(0.5 + (i % 50) / 100, 2),
+            "ok": i % 2 == 0,
+            "note": f"item {i}, café ✓",
+        }
+        records.append(record)
+        size += len(json.dumps(record, ensure_ascii=False).encode()) + 2
+    data = json.dumps({"items": records}, ensure_ascii=False).encode()
+    bounds = [len(data) * k // n for k in range(n + 1)]
+    entries = []
+    for k in range(n):
+        piece = data[bounds[k] : bounds[k + 1]]
+        text = piece.decode(errors="replace")
+        tops = [{"token": text, "logprob": -0.1, "bytes": list(piece)}] + [
+            {"token": alt, "logprob": -3.0 - j, "bytes": list(alt.encode())}
+            for j, alt in enumerate(("neg", " the"))
+        ]
+        entries.append({"token": text, "logprob": -0.1, "bytes": list(piece), "top_logprobs": tops})
+    return TokenLogprobList.from_json(entries)
+
+
+FIELDS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"label": {"enum": ["positive", "negative"]}},
+            },
+        }
+    },
+}
 
 
 def best(fn: Callable[[], object], n: int, rounds: int = 7) -> float:
@@ -166,6 +221,15 @@ def main() -> int:
             rows.append((f"whole decode path + OTel handler ({label})", with_handler))
     for label, fn in rows:
         print(f"{best(fn, n):8.2f} µs/chunk  {label}")
+    from logprobscope import field_confidence
+
+    for size in (n, 10 * n):  # the same cost per token at both sizes: linear time
+        answer = json_answer(size)
+
+        def fields(tokens: object = answer) -> None:
+            field_confidence(tokens, schema=FIELDS_SCHEMA)  # type: ignore[arg-type]
+
+        print(f"{best(fields, size):8.2f} µs/token  field confidence, {size:,}-token JSON answer")
     return 0
 
 

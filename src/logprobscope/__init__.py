@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._callbacks import AsyncCallbackHandler, BaseCallbackHandler, Callbacks, Run
+from ._fields import FieldAlternative, FieldConfidence, FieldReport, field_confidence
 from ._logprobs import ChoiceLogprobs, TokenLogprob, TokenLogprobList, TopLogprob
 from ._messages import (
     AIMessage,
@@ -34,6 +35,9 @@ __all__ = [
     "ChatStream",
     "ChoiceLogprobs",
     "DeveloperMessage",
+    "FieldAlternative",
+    "FieldConfidence",
+    "FieldReport",
     "HumanMessage",
     "MessageInput",
     "ResponseMetadata",
@@ -45,4 +49,5 @@ __all__ = [
     "TopLogprob",
     "UsageMetadata",
     "__version__",
+    "field_confidence",
 ]
