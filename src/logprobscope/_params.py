@@ -138,7 +138,9 @@ def _convert(options: CallOptions, extra: Mapping[str, object]) -> CallOptions:
         name for name in extra if options.get(name) is not None
     }
     if twice:
-        raise ValueError(f"{', '.join(sorted(twice))} given both as a parameter and in model_kwargs")
+        raise ValueError(
+            f"{', '.join(sorted(twice))} given both as a parameter and in model_kwargs"
+        )
     tools = options.get("tools")
     converted = None if tools is None else convert_tools(tools)
     out["tools"] = converted

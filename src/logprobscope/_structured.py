@@ -55,7 +55,11 @@ def response_format_param(value: object) -> dict[str, object]:
     if isinstance(value, type) and issubclass(value, BaseModel):
         return {
             "type": "json_schema",
-            "json_schema": {"name": value.__name__, "strict": True, "schema": _strict_schema(value)},
+            "json_schema": {
+                "name": value.__name__,
+                "strict": True,
+                "schema": _strict_schema(value),
+            },
         }
     if isinstance(value, Mapping) and isinstance(value.get("type"), str):
         return dict(value)
