@@ -7,7 +7,7 @@ same request with the tool's result by answering; with logprobs all along.
 from __future__ import annotations
 
 from functools import reduce
-from typing import Literal
+from typing import Any, Literal
 
 from logprobscope import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from logprobscope.testing import ReplayServer
@@ -29,10 +29,11 @@ TOOLS = {"get_weather": get_weather}
 
 
 def _run_tools(answer: AIMessage) -> list[ToolMessage]:
-    return [
-        ToolMessage(content=str(TOOLS[call.name](**call.args)), tool_call_id=call.id or "")
-        for call in answer.tool_calls
-    ]
+    out = []
+    for call in answer.tool_calls:
+        args: Any = call.args
+        out.append(ToolMessage(content=TOOLS[call.name](**args), tool_call_id=call.id or ""))
+    return out
 
 
 def test_tool_loop_invoke(server: ReplayServer, make_model: ModelFactory) -> None:
@@ -60,8 +61,10 @@ def test_tool_loop_invoke(server: ReplayServer, make_model: ModelFactory) -> Non
     assert all(len(t.top_logprobs) == 2 for t in logprobs.content)
     # what the server was sent: the tools both times, then the call and its result
     first, second = server.requests
-    assert [t["function"]["name"] for t in first["tools"]] == ["get_weather"]  # type: ignore[index]
-    assert second["messages"][1:] == [  # type: ignore[index]
+    tools: Any = first["tools"]
+    assert [t["function"]["name"] for t in tools] == ["get_weather"]
+    messages: Any = second["messages"]
+    assert messages[1:] == [
         {
             "role": "assistant",
             "tool_calls": [

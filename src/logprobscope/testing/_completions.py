@@ -190,29 +190,25 @@ def make_completion(
             raise ValueError("a refusal makes no tool calls")
         message = {"role": "assistant", "content": None, "refusal": text}
         logprobs = {"content": None, "refusal": entries}
-    calls = [
-        {
-            "id": f"call_{id.removeprefix('chatcmpl-')}_{i}",
-            "type": "function",
-            "function": {
-                "name": name,
-                "arguments": arguments
-                if isinstance(arguments, str)
-                else json.dumps(arguments, separators=(",", ":"), ensure_ascii=False),
-            },
-        }
-        for i, (name, arguments) in enumerate(tool_calls)
-    ]
+    calls: list[Completion] = []
+    completion_tokens = len(pairs)
+    for i, (name, arguments) in enumerate(tool_calls):
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
+        calls.append(
+            {
+                "id": f"call_{id.removeprefix('chatcmpl-')}_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+        )
+        completion_tokens += len(call_pieces(arguments)) + 1
     if calls:
         message["tool_calls"] = calls
         if not text:
             message["content"] = None
     if finish_reason is None:
         finish_reason = "tool_calls" if calls else "stop"
-    completion_tokens = len(pairs) + sum(
-        len(call_pieces(str(c["function"]["arguments"]))) + 1  # type: ignore[index]
-        for c in calls
-    )
     return {
         "id": id,
         "object": "chat.completion",
