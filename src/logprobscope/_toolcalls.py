@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._construct import construct
 from ._text import valid_json
@@ -69,8 +69,8 @@ class ToolCall(BaseModel):
 
     id: str | None = None
     name: str
-    args: dict[str, object]
-    arguments: str
+    args: dict[str, object] = Field(default_factory=dict)
+    arguments: str = ""
     type: Literal["function"] = "function"
     index: int | None = None
 
@@ -249,7 +249,7 @@ def tool_calls_to_openai(
     out: list[dict[str, object]] = []
     for i, call in enumerate(_ordered(valid, invalid)):
         if call.id is None or call.name is None:
-            missing = "an id" if call.id is None else "a function name"
+            missing = "id" if call.id is None else "function name"
             raise ValueError(f"tool call {i} has no {missing}, which the API needs to send it")
         out.append(
             {
