@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logprobscope import AIMessage, AIMessageChunk
+from logprobscope import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
 from logprobscope._wire import StreamAccumulator, message_from_completion
 from logprobscope.testing import make_completion
 
@@ -203,7 +203,7 @@ def test_any_split_and_bracketing_aggregates_to_the_message(
             left.to_openai()
     else:
         assert left.to_openai() == sent
-    calls = [*message.tool_calls, *message.invalid_tool_calls]
+    calls: list[ToolCall | InvalidToolCall] = [*message.tool_calls, *message.invalid_tool_calls]
     wire_calls = completion["choices"][0]["message"].get("tool_calls", [])
     assert sorted(c.arguments or "" for c in calls) == sorted(
         c["function"]["arguments"] for c in wire_calls
