@@ -9,9 +9,23 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from ._toolcalls import Delta
+from pydantic import BaseModel
 
-__all__ = ["NO_TOOLS", "Extras", "Slice", "StreamDeltas", "StreamText", "concat"]
+from ._toolcalls import Delta, parse_calls
+
+__all__ = [
+    "NO_TOOLS",
+    "ChunkContent",
+    "ChunkDict",
+    "ChunkLazy",
+    "Extras",
+    "Slice",
+    "StreamDeltas",
+    "StreamText",
+    "concat",
+    "get_dict",
+    "joined",
+]
 
 _P = TypeVar("_P")
 
@@ -90,3 +104,77 @@ class _NoTools:
 
 
 NO_TOOLS = _NoTools()
+
+
+# -- a chunk's fields, joined when read ------------------------------------------------------
+
+_instance_dict = BaseModel.__dict__["__dict__"]  # the slot descriptor of every model's dict
+get_dict = _instance_dict.__get__
+_set_dict = _instance_dict.__set__
+
+
+def joined(fields: dict[str, object]) -> dict[str, object]:
+    value = fields["content"]
+    if type(value) is Slice:
+        fields["content"] = "".join(value.pieces[value.start : value.stop])
+    value = fields["refusal"]
+    if type(value) is Slice:
+        fields["refusal"] = "".join(value.pieces[value.start : value.stop])
+    value = fields["tool_calls"]
+    if value is NO_TOOLS:
+        fields["tool_calls"] = []
+        fields["invalid_tool_calls"] = []
+    elif type(value) is Slice:
+        fields["tool_calls"], fields["invalid_tool_calls"] = parse_calls(value.items())
+    return fields
+
+
+class ChunkDict:
+    """`chunk.__dict__`, with pending text and tool calls joined first."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: object, owner: type | None = None) -> dict[str, object]:
+        if obj is None:
+            raise AttributeError("__dict__")
+        return joined(get_dict(obj))
+
+    def __set__(self, obj: object, value: dict[str, object]) -> None:
+        _set_dict(obj, value)  # copy, deepcopy and unpickling set it
+
+
+class ChunkContent:
+    """`chunk.content`, the text joined on first read (a chunk of a stream holds a slice)."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: object, owner: type | None = None) -> object:
+        if obj is None:
+            raise AttributeError("content")  # like any pydantic field on the class
+        fields = get_dict(obj)
+        value = fields["content"]
+        if type(value) is Slice:
+            value = fields["content"] = "".join(value.pieces[value.start : value.stop])
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        # Only `object.__setattr__` gets here (pydantic's __setattr__ refuses frozen
+        # models first): it wrote into the instance dict, and still does.
+        get_dict(obj)["content"] = value
+
+
+class ChunkLazy:
+    """`chunk.refusal`, `chunk.tool_calls`, `chunk.invalid_tool_calls`: built on first read."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> object:
+        if obj is None:
+            raise AttributeError(self.name)
+        return joined(get_dict(obj))[self.name]
+
+    def __set__(self, obj: object, value: object) -> None:
+        get_dict(obj)[self.name] = value  # see ChunkContent.__set__

@@ -16,7 +16,17 @@ from pydantic import (
 
 from ._construct import construct, construct_fields_set
 from ._content import ContentPart, check_parts
-from ._lazy import NO_TOOLS, Extras, Slice, StreamText
+from ._lazy import (
+    NO_TOOLS,
+    ChunkContent,
+    ChunkDict,
+    ChunkLazy,
+    Extras,
+    Slice,
+    StreamText,
+    get_dict,
+    joined,
+)
 from ._logprobs import ChoiceLogprobs, concat_optional
 from ._toolcalls import (
     InvalidToolCall,
@@ -242,78 +252,6 @@ def _is_wire_call(value: object) -> bool:
     return isinstance(value, Mapping) and "function" in value
 
 
-_instance_dict = BaseModel.__dict__["__dict__"]  # the slot descriptor of every model's dict
-_get_dict = _instance_dict.__get__
-_set_dict = _instance_dict.__set__
-
-
-def _joined(fields: dict[str, object]) -> dict[str, object]:
-    value = fields["content"]
-    if type(value) is Slice:
-        fields["content"] = "".join(value.pieces[value.start : value.stop])
-    value = fields["refusal"]
-    if type(value) is Slice:
-        fields["refusal"] = "".join(value.pieces[value.start : value.stop])
-    value = fields["tool_calls"]
-    if value is NO_TOOLS:
-        fields["tool_calls"] = []
-        fields["invalid_tool_calls"] = []
-    elif type(value) is Slice:
-        fields["tool_calls"], fields["invalid_tool_calls"] = parse_calls(value.items())
-    return fields
-
-
-class _ChunkDict:
-    """`chunk.__dict__`, with pending text and tool calls joined first."""
-
-    __slots__ = ()
-
-    def __get__(self, obj: object, owner: type | None = None) -> dict[str, object]:
-        if obj is None:
-            raise AttributeError("__dict__")
-        return _joined(_get_dict(obj))
-
-    def __set__(self, obj: object, value: dict[str, object]) -> None:
-        _set_dict(obj, value)  # copy, deepcopy and unpickling set it
-
-
-class _ChunkContent:
-    """`chunk.content`, the text joined on first read (a chunk of a stream holds a slice)."""
-
-    __slots__ = ()
-
-    def __get__(self, obj: object, owner: type | None = None) -> object:
-        if obj is None:
-            raise AttributeError("content")  # like any pydantic field on the class
-        fields = _get_dict(obj)
-        value = fields["content"]
-        if type(value) is Slice:
-            value = fields["content"] = "".join(value.pieces[value.start : value.stop])
-        return value
-
-    def __set__(self, obj: object, value: object) -> None:
-        # Only `object.__setattr__` gets here (pydantic's __setattr__ refuses frozen
-        # models first): it wrote into the instance dict, and still does.
-        _get_dict(obj)["content"] = value
-
-
-class _ChunkLazy:
-    """`chunk.refusal`, `chunk.tool_calls`, `chunk.invalid_tool_calls`: built on first read."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: object, owner: type | None = None) -> object:
-        if obj is None:
-            raise AttributeError(self.name)
-        return _joined(_get_dict(obj))[self.name]
-
-    def __set__(self, obj: object, value: object) -> None:
-        _get_dict(obj)[self.name] = value  # see _ChunkContent.__set__
-
-
 class AIMessageChunk(AIMessage):
     """A piece of a streamed answer; `agg = agg + chunk` adds them up.
 
@@ -330,7 +268,7 @@ class AIMessageChunk(AIMessage):
     # through a lazy field's descriptor or `__dict__`: both are data descriptors that join
     # pending pieces there, once (they are set below the class). Other attributes are read
     # at C speed.
-    __dict__ = _ChunkDict()
+    __dict__ = ChunkDict()
 
     @model_validator(mode="before")
     @classmethod
@@ -384,8 +322,8 @@ class AIMessageChunk(AIMessage):
             more = other_more
         elif other_more is not None:
             more = more + other_more
-        fields = _get_dict(self)  # the raw dicts: reading them must not join the text
-        other_fields = _get_dict(other)
+        fields = get_dict(self)  # the raw dicts: reading them must not join the text
+        other_fields = get_dict(other)
         usage = other_fields["usage_metadata"] or fields["usage_metadata"]
         return make_chunk(
             text, fields["response_metadata"] + other_fields["response_metadata"], usage, more
@@ -417,7 +355,7 @@ def _extras_of(chunk: AIMessageChunk) -> Extras | None:
     try:
         more: Extras | None = _get(chunk, "_more")
     except AttributeError:  # built by the user, copied or unpickled: from its fields
-        fields = _joined(_get_dict(chunk))
+        fields = joined(get_dict(chunk))
         refusal = fields["refusal"]
         deltas = deltas_of(fields["tool_calls"], fields["invalid_tool_calls"])  # type: ignore[arg-type]
         if refusal is None and not deltas:
@@ -432,9 +370,9 @@ def _extras_of(chunk: AIMessageChunk) -> Extras | None:
 _set_text = AIMessageChunk.__dict__["_text"].__set__
 _set_more = AIMessageChunk.__dict__["_more"].__set__
 # Set on the class after pydantic built it: in the class body they would be fields.
-type.__setattr__(AIMessageChunk, "content", _ChunkContent())
+type.__setattr__(AIMessageChunk, "content", ChunkContent())
 for _name in ("refusal", "tool_calls", "invalid_tool_calls"):
-    type.__setattr__(AIMessageChunk, _name, _ChunkLazy(_name))
+    type.__setattr__(AIMessageChunk, _name, ChunkLazy(_name))
 _CHUNK_FIELDS_SET = frozenset({"content", "response_metadata", "usage_metadata"})
 
 
