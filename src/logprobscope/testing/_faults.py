@@ -24,13 +24,18 @@ class Deviations:
         ignore_include_usage: Never send the usage chunk nor ``usage`` keys,
             even with ``stream_options.include_usage`` (llama.cpp).
         no_logprobs: Never send logprobs (``"logprobs": null`` everywhere),
-            even when they are asked for.
+            even when they are asked for (on ``/v1/responses``: ``"logprobs": []``).
+        empty_responses_logprobs: On ``/v1/responses`` only, every text part and
+            text event carries ``"logprobs": []``, even with
+            ``include=["message.output_text.logprobs"]`` (llama.cpp's
+            ``llama-server``, whose chat completions do carry logprobs).
     """
 
     bytes_null: bool = False
     null_logprobs_on_edges: bool = False
     ignore_include_usage: bool = False
     no_logprobs: bool = False
+    empty_responses_logprobs: bool = False
 
     LLAMA_CPP: ClassVar[Deviations]
     """Preset of llama.cpp's server: the first three deviations."""
@@ -43,11 +48,13 @@ Deviations.LLAMA_CPP = Deviations(
 
 @dataclass(frozen=True)
 class Faults:
-    """Failures injected into the answers of ``POST /v1/chat/completions``.
+    """Failures injected into the answers of ``POST /v1/chat/completions`` and ``/v1/responses``.
 
     SSE event indexes count every ``data:`` event of a stream from 0: the role
     chunk(s), the content chunks, the finish chunk(s), the usage chunk and
-    ``[DONE]``.
+    ``[DONE]``; on ``/v1/responses`` every event (created, in_progress,
+    output_item.added, content_part.added, then one per text delta, ...,
+    completed), which has no ``[DONE]``.
 
     Attributes:
         chunk_delay: Seconds to sleep before each SSE event (streams only).
@@ -70,7 +77,9 @@ class Faults:
         stall_seconds: Length of the stall.  :meth:`ReplayServer.stop` ends it.
         error_event_at: Send the in-stream error payload
             ``{"error": {"message": ..., "type": "server_error", ...}}`` as the
-            SSE event at this index, then end the stream (without ``[DONE]``).
+            SSE event at this index, then end the stream (without ``[DONE]``);
+            on ``/v1/responses`` the ``error`` event
+            (``{"type": "error", "code": "server_error", "message": ...}``).
     """
 
     chunk_delay: float = 0.0
