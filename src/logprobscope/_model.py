@@ -23,6 +23,8 @@ from typing_extensions import Unpack
 from ._callbacks import Callbacks, Handler, Run, RunCallbacks, check_handlers
 from ._messages import AIMessage, BaseMessage, MessageInput, coerce_messages
 from ._params import CallOptions, build_request, merge_options, validate_options
+from ._responses_request import input_items
+from ._responses_wire import ResponseError, ResponsesAccumulator, message_from_response
 from ._stream import AsyncChatStream, ChatStream
 from ._tools import ToolChoice, ToolLike
 from ._wire import loads, message_from_completion
@@ -39,14 +41,28 @@ _LOCAL_KEY = "not-needed"  # servers on a custom base_url (vLLM, llama.cpp, Olla
 
 
 class _Prepared:
-    __slots__ = ("messages", "kwargs", "callbacks")
+    __slots__ = ("messages", "kwargs", "callbacks", "responses", "logprobs")
 
     def __init__(
-        self, messages: list[BaseMessage], kwargs: dict[str, object], callbacks: RunCallbacks | None
+        self,
+        messages: list[BaseMessage],
+        kwargs: dict[str, object],
+        callbacks: RunCallbacks | None,
+        options: CallOptions,
     ) -> None:
         self.messages = messages
         self.kwargs = kwargs
         self.callbacks = callbacks
+        self.responses = bool(options.get("use_responses_api"))
+        self.logprobs = bool(options.get("logprobs"))
+
+    def endpoint(self, client: Any) -> Any:
+        """The SDK resource this call goes to (sync or async client alike)."""
+        return client.responses if self.responses else client.chat.completions
+
+    def accumulator(self) -> ResponsesAccumulator | None:
+        """A Responses stream's event decoder; None: a chat stream's."""
+        return ResponsesAccumulator(logprobs=self.logprobs) if self.responses else None
 
 
 def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, Any]:
@@ -64,7 +80,9 @@ def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, An
     }
 
 
-def _decode_completion(raw: openai._legacy_response.LegacyAPIResponse[object]) -> AIMessage:
+def _decode(
+    raw: openai._legacy_response.LegacyAPIResponse[object], prepared: _Prepared
+) -> AIMessage:
     try:
         body = loads(raw.content)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -75,7 +93,13 @@ def _decode_completion(raw: openai._legacy_response.LegacyAPIResponse[object]) -
         raise openai.APIResponseValidationError(
             raw.http_response, body, message="the server's answer is not a JSON object"
         )
-    return message_from_completion(body)
+    if not prepared.responses:
+        return message_from_completion(body)
+    try:
+        return message_from_response(body, logprobs=prepared.logprobs)
+    except ResponseError as failed:  # a 200 answer whose status is "failed"
+        request = raw.http_response.request
+        raise openai.APIError(failed.message, request, body=failed.body) from None
 
 
 class ChatOpenAI:
@@ -95,6 +119,11 @@ class ChatOpenAI:
         response_format: an OpenAI dict, or a pydantic model sent as a strict JSON schema
             (the answer's text is the JSON; `with_structured_output` also parses it).
         model_kwargs: any other request field, passed through.
+        use_responses_api: send calls to the Responses API (`POST /v1/responses`) instead
+            of Chat Completions: the same results, logprobs included (a stream's tokens
+            without `bytes`, which its events do not carry). Also a per-call option.
+        instructions: the Responses API's system instructions (needs use_responses_api;
+            per call, with `previous_response_id` too).
         client, async_client: ready `openai.OpenAI` / `openai.AsyncOpenAI` clients; otherwise
             they are made from api_key, base_url, timeout and max_retries, or as the SDK
             reads them from the environment (OPENAI_API_KEY, OPENAI_BASE_URL).
@@ -123,6 +152,8 @@ class ChatOpenAI:
         parallel_tool_calls: bool | None = None,
         response_format: ResponseFormat | None = None,
         model_kwargs: Mapping[str, object] | None = None,
+        use_responses_api: bool = False,
+        instructions: str | None = None,
         client: openai.OpenAI | None = None,
         async_client: openai.AsyncOpenAI | None = None,
         api_key: str | None = None,
@@ -149,6 +180,8 @@ class ChatOpenAI:
             "parallel_tool_calls": parallel_tool_calls,
             "response_format": response_format,
             "model_kwargs": {} if model_kwargs is None else model_kwargs,
+            "use_responses_api": use_responses_api,
+            "instructions": instructions,
         }
         options = validate_options(options)
         options["model_kwargs"] = dict(options["model_kwargs"])  # a mapping: checked above
@@ -345,7 +378,7 @@ class ChatOpenAI:
                 server_port=port,
             )
             run_callbacks = RunCallbacks(run, handlers)
-        return _Prepared(messages, kwargs, run_callbacks)
+        return _Prepared(messages, kwargs, run_callbacks, options)
 
     # -- one call -------------------------------------------------------------------------
 
@@ -373,8 +406,8 @@ class ChatOpenAI:
         try:
             if run:
                 run.start_sync(prepared.messages)  # a raise_error handler ends the run here
-            raw = client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
-            message = _decode_completion(raw)
+            raw = prepared.endpoint(client).with_raw_response.create(**prepared.kwargs)
+            message = _decode(raw, prepared)
         except BaseException as exc:
             if run:
                 run.error_sync(exc)
@@ -407,8 +440,8 @@ class ChatOpenAI:
         try:
             if run:
                 await run.astart(prepared.messages)  # a raise_error handler ends the run here
-            raw = await client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
-            message = _decode_completion(raw)
+            raw = await prepared.endpoint(client).with_raw_response.create(**prepared.kwargs)
+            message = _decode(raw, prepared)
         except BaseException as exc:
             if run:
                 await run.aerror(exc)
@@ -441,10 +474,12 @@ class ChatOpenAI:
             metadata=metadata,
         )
         kwargs = prepared.kwargs
+        endpoint = prepared.endpoint(client)
         return ChatStream(
-            lambda: client.chat.completions.create(**kwargs),  # type: ignore[call-overload]
+            lambda: endpoint.create(**kwargs),
             callbacks=prepared.callbacks,
             messages=prepared.messages,
+            accumulator=prepared.accumulator(),
         )
 
     def astream(
@@ -468,10 +503,12 @@ class ChatOpenAI:
             metadata=metadata,
         )
         kwargs = prepared.kwargs
+        endpoint = prepared.endpoint(client)
         return AsyncChatStream(
-            lambda: client.chat.completions.create(**kwargs),  # type: ignore[call-overload]
+            lambda: endpoint.create(**kwargs),
             callbacks=prepared.callbacks,
             messages=prepared.messages,
+            accumulator=prepared.accumulator(),
         )
 
     # -- many calls -----------------------------------------------------------------------
@@ -483,10 +520,13 @@ class ChatOpenAI:
         callbacks: Callbacks | None,
     ) -> list[list[BaseMessage]]:
         """What each call of a batch would reject, checked before the first request is sent."""
-        if options:
-            validate_options(merge_options(self._options, options))
+        merged = validate_options(merge_options(self._options, options)) if options else None
         check_handlers(callbacks)
-        return [coerce_messages(item) for item in inputs]
+        prompts = [coerce_messages(item) for item in inputs]
+        if (merged or self._options).get("use_responses_api"):
+            for prompt in prompts:
+                input_items(prompt)  # what the Responses API has no place for
+        return prompts
 
     def batch(
         self,
