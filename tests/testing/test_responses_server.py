@@ -328,9 +328,23 @@ def test_deviations_that_send_no_logprobs(deviations: Deviations) -> None:
         )
     part = part_of(response)
     assert part.logprobs == [] and part.text
-    assert all(d.logprobs == [] for d in text_deltas(events))
+    deltas = text_deltas(events)
+    assert len(deltas) == 19
+    # llama-server leaves the key out of its deltas; the SDK then has no value there
+    assert all(getattr(d, "logprobs", None) in ([], None) for d in deltas)
+    assert [e.logprobs for e in events if e.type == "response.output_text.done"] == [[]]
     # the deviation is the Responses endpoint's own; no_logprobs is both endpoints'
     assert (chat.choices[0].logprobs is None) is deviations.no_logprobs
+
+
+def test_llama_servers_deltas_have_no_logprobs_key() -> None:
+    with ReplayServer(deviations=Deviations(empty_responses_logprobs=True)) as server:
+        events = raw_events(server, include=LOGPROBS, top_logprobs=2)
+    deltas = [data for name, data in events if name == "response.output_text.delta"]
+    assert len(deltas) == 25 and all("logprobs" not in d for d in deltas)  # the top seed
+    done = [data for name, data in events if name == "response.content_part.done"]
+    assert done[0]["part"]["logprobs"] == []
+    assert events[-1][1]["response"]["output"][0]["content"][0]["logprobs"] == []
 
 
 def test_bytes_null_applies_to_the_response_json() -> None:

@@ -25,10 +25,11 @@ class Deviations:
             even with ``stream_options.include_usage`` (llama.cpp).
         no_logprobs: Never send logprobs (``"logprobs": null`` everywhere),
             even when they are asked for (on ``/v1/responses``: ``"logprobs": []``).
-        empty_responses_logprobs: On ``/v1/responses`` only, every text part and
-            text event carries ``"logprobs": []``, even with
-            ``include=["message.output_text.logprobs"]`` (llama.cpp's
-            ``llama-server``, whose chat completions do carry logprobs).
+        empty_responses_logprobs: On ``/v1/responses`` only, no logprobs even
+            with ``include=["message.output_text.logprobs"]``: every text part
+            (and ``output_text.done``) carries ``"logprobs": []``, the text
+            delta events no ``logprobs`` key (llama.cpp's ``llama-server``,
+            whose chat completions do carry logprobs).
     """
 
     bytes_null: bool = False

@@ -232,6 +232,9 @@ def render_responses_stream(renderer: _Renderer, shape: _Shape) -> tuple[bytes, 
             if kind == "refusal":
                 emit("response.refusal.delta", **at, delta=segment.text)
             else:
+                if renderer.deviations.empty_responses_logprobs:  # llama-server: no key
+                    emit("response.output_text.delta", **at, delta=segment.text)
+                    continue
                 logprobs = answer.entries(segment.entries, stream=True)
                 emit("response.output_text.delta", **at, delta=segment.text, logprobs=logprobs)
         if kind == "refusal":
