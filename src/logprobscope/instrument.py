@@ -57,6 +57,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from ._endpoint import server_address_port
 from ._logprobs import TokenBuffer, TokenLogprob
 from .otel import CallTelemetry, EventsMode, LogprobTelemetry
 
@@ -120,12 +121,9 @@ def _from_logprobscope(depth: int) -> bool:
 
 def _server(resource: object) -> tuple[str | None, int | None]:
     try:
-        url = resource._client.base_url  # type: ignore[attr-defined]
-        host = url.host or None
-        port = url.port or (443 if url.scheme == "https" else 80)
+        return server_address_port(resource._client.base_url)  # type: ignore[attr-defined]
     except Exception:  # an unusual client: the attributes are optional
         return None, None
-    return host, port
 
 
 def _params(kwargs: Mapping[str, object]) -> dict[str, object]:

@@ -53,7 +53,6 @@ import time
 from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, Final
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from opentelemetry import context as otel_context
@@ -70,6 +69,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'logprobscope[langchain]'"
     ) from exc
 
+from ._endpoint import server_address_port
 from ._logprobs import TokenBuffer
 from .otel import CallTelemetry, EventsMode, LogprobTelemetry
 
@@ -105,12 +105,7 @@ def _server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | Non
         if not (isinstance(ids, list) and ids and ids[-1] == "ChatOpenAI"):
             return None, None
         base = os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL
-    try:
-        url = urlsplit(base)
-        port = url.port or (443 if url.scheme == "https" else 80)
-    except ValueError:
-        return None, None
-    return url.hostname, port
+    return server_address_port(base)
 
 
 def _model_name(invocation: Mapping[str, Any], metadata: Mapping[str, Any] | None) -> str:
