@@ -46,9 +46,9 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType, TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
@@ -58,8 +58,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from ._endpoint import server_address_port
-from ._logprobs import TokenBuffer, TokenLogprob
-from .otel import CallTelemetry, EventsMode, LogprobTelemetry
+from .otel import CallTelemetry, EventsMode, LogprobTelemetry, ResponseFacts
 
 __all__ = ["instrument_openai", "uninstrument_openai"]
 
@@ -140,21 +139,6 @@ def _given(value: object) -> bool:
     return not isinstance(value, (openai.NotGiven, openai.Omit))
 
 
-def _append(
-    call: CallTelemetry,
-    buf: TokenBuffer,
-    content: Sequence[ChatCompletionTokenLogprob] | None,
-    time_ns: int,
-) -> None:
-    # The SDK's entries have the fields of our TokenLogprob (token, logprob, bytes,
-    # top_logprobs of token/logprob/bytes): the buffer reads them as they are, no copies.
-    # On a streamed call each add_columns is one chunk's arrival, with tokens or without.
-    start = len(buf)
-    if content:
-        buf.append_models(cast("Iterable[TokenLogprob]", content))
-    call.add_columns(buf, start, len(buf), time_ns=time_ns)
-
-
 def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture: bool) -> None:
     now = time.time_ns()
     choices = completion.choices
@@ -163,34 +147,35 @@ def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture:
         first = choices[0]
         logprobs = first.logprobs
         if logprobs is not None and logprobs.content:
-            _append(call, TokenBuffer(), logprobs.content, now)
+            # The SDK's entries are token-like (token, logprob, bytes, top_logprobs).
+            call.add_tokens(logprobs.content, time_ns=now)
         if capture:
             text = first.message.content
     usage = completion.usage
     call.set_response(
-        response_id=completion.id,
-        response_model=completion.model,
-        finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
-        input_tokens=usage.prompt_tokens if usage is not None else None,
-        output_tokens=usage.completion_tokens if usage is not None else None,
-        output_text=text,
+        ResponseFacts(
+            id=completion.id,
+            model=completion.model,
+            finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
+            input_tokens=usage.prompt_tokens if usage is not None else None,
+            output_tokens=usage.completion_tokens if usage is not None else None,
+            output_text=text,
+        )
     )
 
 
 class _StreamRecorder:
     """Feeds one stream's chunks to its call and ends the call exactly once."""
 
-    __slots__ = ("call", "buf", "texts", "response_id", "model", "finish", "usage", "done")
+    __slots__ = ("call", "texts", "response_id", "model", "finish", "usage")
 
     def __init__(self, call: CallTelemetry, capture: bool) -> None:
         self.call = call
-        self.buf = TokenBuffer()  # the stream's tokens, appended as they pass
         self.texts: list[str] | None = [] if capture else None
         self.response_id: str | None = None
         self.model: str | None = None
         self.finish: dict[int, str] = {}
         self.usage: tuple[int, int] | None = None
-        self.done = False
 
     def chunk(self, chunk: ChatCompletionChunk) -> None:
         try:
@@ -200,19 +185,19 @@ class _StreamRecorder:
                 # Known from the first chunk: metric observations can be recorded as they come.
                 self.response_id = chunk.id
                 self.model = chunk.model
-                call.set_response(response_id=chunk.id, response_model=chunk.model)
-            content: Sequence[ChatCompletionTokenLogprob] | None = None
+                call.set_response(ResponseFacts(id=chunk.id, model=chunk.model))
+            content: Sequence[ChatCompletionTokenLogprob] = ()
             for choice in chunk.choices:
                 if choice.finish_reason:
                     self.finish[choice.index] = choice.finish_reason
                 if choice.index != 0:
                     continue
                 logprobs = choice.logprobs
-                if logprobs is not None:
+                if logprobs is not None and logprobs.content:
                     content = logprobs.content
                 if self.texts is not None and choice.delta.content:
                     self.texts.append(choice.delta.content)
-            _append(call, self.buf, content, now)
+            call.add_tokens(content, time_ns=now)  # one chunk's arrival, tokens or not
             usage = chunk.usage
             if usage is not None:
                 self.usage = (usage.prompt_tokens, usage.completion_tokens)
@@ -223,27 +208,27 @@ class _StreamRecorder:
         try:
             usage = self.usage
             self.call.set_response(
-                response_id=self.response_id,
-                response_model=self.model,
-                finish_reasons=[self.finish[i] for i in sorted(self.finish)] or None,
-                input_tokens=usage[0] if usage else None,
-                output_tokens=usage[1] if usage else None,
-                output_text="".join(self.texts) if self.texts is not None else None,
+                ResponseFacts(
+                    id=self.response_id,
+                    model=self.model,
+                    finish_reasons=[self.finish[i] for i in sorted(self.finish)] or None,
+                    input_tokens=usage[0] if usage else None,
+                    output_tokens=usage[1] if usage else None,
+                    output_text="".join(self.texts) if self.texts is not None else None,
+                )
             )
         except Exception:
             logger.debug("recording a stream's response failed", exc_info=True)
 
     def end(self, *, completed: bool) -> None:
-        if self.done:
+        if self.call.ended:
             return
-        self.done = True
         self._response()
         self.call.end(completed=completed)
 
     def fail(self, error: BaseException) -> None:
-        if self.done:
+        if self.call.ended:
             return
-        self.done = True
         self._response()
         self.call.fail(error)
 
@@ -302,7 +287,7 @@ class _TracedStream(openai.Stream[ChatCompletionChunk]):
 
     def __del__(self) -> None:
         recorder = self.__dict__.get("_lps_recorder")
-        if recorder is not None and not recorder.done:
+        if recorder is not None and not recorder.call.ended:
             recorder.end(completed=False)
 
 
@@ -365,7 +350,7 @@ class _TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
 
     def __del__(self) -> None:
         recorder = self.__dict__.get("_lps_recorder")
-        if recorder is not None and not recorder.done:
+        if recorder is not None and not recorder.call.ended:
             recorder.end(completed=False)
 
 

@@ -70,8 +70,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._endpoint import server_address_port
-from ._logprobs import TokenBuffer
-from .otel import CallTelemetry, EventsMode, LogprobTelemetry
+from .otel import CallTelemetry, EventsMode, LogprobTelemetry, ResponseFacts
 
 __all__ = ["LogprobsCallbackHandler"]
 
@@ -147,12 +146,11 @@ def _openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, object]]
 class _Run:
     """One chat model run: its telemetry and what its chunks said so far."""
 
-    __slots__ = ("call", "stream", "tokens", "streamed", "response_model", "finish", "texts")
+    __slots__ = ("call", "stream", "streamed", "response_model", "finish", "texts")
 
     def __init__(self, call: CallTelemetry, stream: bool, capture: bool) -> None:
         self.call = call
         self.stream = stream
-        self.tokens = TokenBuffer()  # this run's tokens, appended as they come
         self.streamed = False  # tokens came through on_llm_new_token
         self.response_model: str | None = None
         self.finish: str | None = None
@@ -160,11 +158,9 @@ class _Run:
 
     def add(self, content: object, time_ns: int) -> None:
         # On a streamed call every add is one chunk's arrival, with tokens or without.
-        tokens = self.tokens
-        start = len(tokens)
-        if content:
-            tokens.append_json(content)
-        self.call.add_columns(tokens, start, len(tokens), time_ns=time_ns)
+        # The entries are LangChain's decoded JSON; anything malformed is the core's to skip.
+        entries = content if isinstance(content, Sequence) else ()
+        self.call.add_tokens(entries, time_ns=time_ns)
 
 
 class LogprobsCallbackHandler(BaseCallbackHandler):
@@ -407,10 +403,12 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
         model = llm_output.get("model_name") or metadata.get("model_name") or run.response_model
         response_id = llm_output.get("id") or metadata.get("id")
         run.call.set_response(
-            response_id=response_id if isinstance(response_id, str) else None,
-            response_model=model if isinstance(model, str) else None,
-            finish_reasons=finish or None,
-            input_tokens=input_tokens if isinstance(input_tokens, int) else None,
-            output_tokens=output_tokens if isinstance(output_tokens, int) else None,
-            output_text=text,
+            ResponseFacts(
+                id=response_id if isinstance(response_id, str) else None,
+                model=model if isinstance(model, str) else None,
+                finish_reasons=finish or None,
+                input_tokens=input_tokens if isinstance(input_tokens, int) else None,
+                output_tokens=output_tokens if isinstance(output_tokens, int) else None,
+                output_text=text,
+            )
         )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
-from logprobscope.otel import CallTelemetry
+from logprobscope.otel._events import EventWriter
 from logprobscope.testing import ReplayServer
 
 from ..conftest import ModelFactory
@@ -24,13 +24,13 @@ def test_sampled_out_records_metrics_only(
 ) -> None:
     telemetry = make_otel(sampler=ALWAYS_OFF)
     events: list[object] = []
-    original = CallTelemetry._token_events
+    original = EventWriter.add
 
-    def spy(self: CallTelemetry, *args: object) -> None:
+    def spy(self: EventWriter, *args: object) -> None:
         events.append(args)
         original(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(CallTelemetry, "_token_events", spy)
+    monkeypatch.setattr(EventWriter, "add", spy)
     handler = telemetry.handler()
     model = make_model(server, logprobs=True, top_logprobs=3)
     list(model.stream("hi", callbacks=[handler]))

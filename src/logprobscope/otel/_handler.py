@@ -12,7 +12,10 @@ from opentelemetry.trace import TracerProvider
 
 from .._callbacks import BaseCallbackHandler, Run
 from .._messages import AIMessage, AIMessageChunk, BaseMessage
-from ._core import CallTelemetry, EventsMode, LogprobTelemetry
+from ._call import CallTelemetry
+from ._events import EventsMode
+from ._input import ResponseFacts
+from ._telemetry import LogprobTelemetry
 
 __all__ = ["OpenTelemetryCallbackHandler"]
 
@@ -95,12 +98,11 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             metadata = chunk.response_metadata
             if call.response_model is None and metadata.model_name:
                 # Known from the first chunk on: observations can be recorded as they come.
-                call.set_response(response_model=metadata.model_name, response_id=metadata.id)
+                call.set_response(ResponseFacts(id=metadata.id, model=metadata.model_name))
             logprobs = metadata.logprobs
             content = logprobs.content if logprobs is not None else None
             if content is not None:
-                buf, start, stop = content._columns()
-                call.add_columns(buf, start, stop, time_ns=now)  # counts the chunk too
+                call.add_tokens(content, time_ns=now)  # counts the chunk too
             else:
                 call.add_chunk(time_ns=now)
         except Exception:
@@ -119,16 +121,17 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             elif metadata.logprobs is not None:
                 content = metadata.logprobs.content
                 if content is not None:
-                    buf, start, stop = content._columns()
-                    call.add_columns(buf, start, stop, time_ns=time.time_ns())
+                    call.add_tokens(content, time_ns=time.time_ns())
             usage = message.usage_metadata
             call.set_response(
-                response_id=metadata.id,
-                response_model=metadata.model_name,
-                finish_reasons=[metadata.finish_reason] if metadata.finish_reason else None,
-                input_tokens=usage.input_tokens if usage is not None else None,
-                output_tokens=usage.output_tokens if usage is not None else None,
-                output_text=message.content if self.telemetry.capture_content else None,
+                ResponseFacts(
+                    id=metadata.id,
+                    model=metadata.model_name,
+                    finish_reasons=[metadata.finish_reason] if metadata.finish_reason else None,
+                    input_tokens=usage.input_tokens if usage is not None else None,
+                    output_tokens=usage.output_tokens if usage is not None else None,
+                    output_text=message.content if self.telemetry.capture_content else None,
+                )
             )
         except Exception:
             logger.warning("OpenTelemetry handler: on_llm_end failed", exc_info=True)
