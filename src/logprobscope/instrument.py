@@ -54,11 +54,10 @@ import openai
 from openai._legacy_response import LegacyAPIResponse
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionTokenLogprob
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
+from typing_extensions import Unpack
 
 from ._endpoint import server_address_port
-from .otel import CallTelemetry, EventsMode, LogprobTelemetry, ResponseFacts
+from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
 __all__ = ["instrument_openai", "uninstrument_openai"]
 
@@ -496,11 +495,7 @@ def instrument_openai(
     client: openai.OpenAI | openai.AsyncOpenAI | None = None,
     *,
     telemetry: LogprobTelemetry | None = None,
-    tracer_provider: TracerProvider | None = None,
-    meter_provider: MeterProvider | None = None,
-    capture_content: bool | None = None,
-    events: EventsMode = "tokens",
-    low_confidence_threshold: float = 0.5,
+    **options: Unpack[TelemetryKwargs],
 ) -> None:
     """Emit logprob telemetry for every `chat.completions.create` call of `client`, or of all.
 
@@ -517,22 +512,16 @@ def instrument_openai(
     Args:
         client: the client to instrument, or None for all clients.
         telemetry: the `logprobscope.otel.LogprobTelemetry` to record into (it may be shared
-            with other entry points); when None, one is made from the arguments below.
-        tracer_provider: where spans go (when `telemetry` is None); default: the global one.
-        meter_provider: where metrics go (when `telemetry` is None); default: the global one.
-        capture_content: token texts and messages in the telemetry (when `telemetry` is
-            None); default: as `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says.
-        events: "tokens" (default), "batched", "low_confidence" or "none".
-        low_confidence_threshold: probability below which a token counts as low-confidence.
+            with other entry points); when None, one is made from the options.
+        **options: the `logprobscope.otel.TelemetryOptions` (tracer_provider,
+            meter_provider, capture_content, events, low_confidence_threshold), when
+            `telemetry` is None.
+
+    Raises:
+        TypeError: `client` is not an openai SDK client, or both `telemetry` and options.
+        ValueError: invalid options.
     """
-    if telemetry is None:
-        telemetry = LogprobTelemetry(
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            capture_content=capture_content,
-            events=events,
-            low_confidence_threshold=low_confidence_threshold,
-        )
+    telemetry = LogprobTelemetry.shared_or_new(telemetry, **options)
     state = _State(telemetry)
     with _LOCK:
         if client is None:

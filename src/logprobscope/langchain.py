@@ -56,8 +56,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from opentelemetry import context as otel_context
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
+from typing_extensions import Unpack
 
 try:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -70,7 +69,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._endpoint import server_address_port
-from .otel import CallTelemetry, EventsMode, LogprobTelemetry, ResponseFacts
+from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
 __all__ = ["LogprobsCallbackHandler"]
 
@@ -174,12 +173,14 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
 
     Args:
         telemetry: the `logprobscope.otel.LogprobTelemetry` to record into (it may be shared
-            with other entry points); when None, one is made from the other arguments.
-        tracer_provider, meter_provider: OpenTelemetry providers; the global ones when None.
-        capture_content: token texts and messages in the telemetry (default: as
-            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says, else off).
-        events: "tokens" (default), "batched", "low_confidence" or "none".
-        low_confidence_threshold: probability below which a token counts as low-confidence.
+            with other entry points); when None, one is made from the options.
+        **options: the `logprobscope.otel.TelemetryOptions` (tracer_provider,
+            meter_provider, capture_content, events, low_confidence_threshold), when
+            `telemetry` is None.
+
+    Raises:
+        TypeError: both `telemetry` and options.
+        ValueError: invalid options.
 
     LangChain calls the hooks of sync runs in the caller's thread, and, since `run_inline` is
     set, those of async runs in the caller's task: the parent span is the caller's.
@@ -189,29 +190,14 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
     raise_error = False
 
     def __init__(
-        self,
-        telemetry: LogprobTelemetry | None = None,
-        *,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-        capture_content: bool | None = None,
-        events: EventsMode = "tokens",
-        low_confidence_threshold: float = 0.5,
+        self, *, telemetry: LogprobTelemetry | None = None, **options: Unpack[TelemetryKwargs]
     ) -> None:
-        if telemetry is None:
-            telemetry = LogprobTelemetry(
-                tracer_provider=tracer_provider,
-                meter_provider=meter_provider,
-                capture_content=capture_content,
-                events=events,
-                low_confidence_threshold=low_confidence_threshold,
-            )
-        self.telemetry = telemetry
+        self.telemetry = LogprobTelemetry.shared_or_new(telemetry, **options)
         # Keyed by run id: get/set/pop of distinct keys are atomic, no lock is needed.
         self._runs: dict[UUID, _Run] = {}
 
     @property
-    def active_runs(self) -> int:
+    def active_calls(self) -> int:
         """Runs started and not ended yet (zero once every run has ended)."""
         return len(self._runs)
 

@@ -7,6 +7,7 @@ The names, units and buckets are the contract of TELEMETRY.md. Entry points:
 - `LogprobTelemetry` / `CallTelemetry`: the telemetry core, for other entry points
   (LangChain callbacks, a wrapped `openai` client, your own) that feed it tokens
   (`TokenLogprobLike` objects or OpenAI-format entries) and `ResponseFacts`.
+- `TelemetryOptions`: the options every entry point takes (`TelemetryKwargs` as keywords).
 
 Example::
 
@@ -34,7 +35,12 @@ from ._events import EventsMode
 from ._handler import OpenTelemetryCallbackHandler
 from ._input import ResponseFacts, TokenInput, TokenLogprobLike, TopLogprobLike
 from ._setup import OTLPProtocol, TelemetryHandle, configure_telemetry
-from ._telemetry import LogprobTelemetry, capture_content_from_env
+from ._telemetry import (
+    LogprobTelemetry,
+    TelemetryKwargs,
+    TelemetryOptions,
+    capture_content_from_env,
+)
 
 __all__ = [
     "CallTelemetry",
@@ -46,6 +52,8 @@ __all__ = [
     "OpenTelemetryCallbackHandler",
     "ResponseFacts",
     "TelemetryHandle",
+    "TelemetryKwargs",
+    "TelemetryOptions",
     "TokenInput",
     "TokenLogprobLike",
     "TopLogprobLike",

@@ -7,15 +7,13 @@ import time
 from collections.abc import Sequence
 from uuid import UUID
 
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
+from typing_extensions import Unpack
 
 from .._callbacks import BaseCallbackHandler, Run
 from .._messages import AIMessage, AIMessageChunk, BaseMessage
 from ._call import CallTelemetry
-from ._events import EventsMode
 from ._input import ResponseFacts
-from ._telemetry import LogprobTelemetry
+from ._telemetry import LogprobTelemetry, TelemetryKwargs
 
 __all__ = ["OpenTelemetryCallbackHandler"]
 
@@ -39,31 +37,22 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
       (`gen_ai.client.*` and `logprobs.*`, see TELEMETRY.md).
 
     Args:
-        tracer_provider, meter_provider: default to the global providers.
-        capture_content: token texts and messages in the telemetry; default from
-            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (read now), else off.
-        events: "tokens" (default), "batched", "low_confidence" or "none".
-        low_confidence_threshold: probability below which a token counts as low-confidence.
+        telemetry: the `LogprobTelemetry` to record into (it may be shared with other entry
+            points); when None, one is made from the options.
+        **options: the `TelemetryOptions` (tracer_provider, meter_provider,
+            capture_content, events, low_confidence_threshold), when `telemetry` is None.
+
+    Raises:
+        TypeError: both `telemetry` and options.
+        ValueError: invalid options (see `TelemetryOptions`).
 
     The handler never raises into the call: its failures are logged and skipped.
     """
 
     def __init__(
-        self,
-        *,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-        capture_content: bool | None = None,
-        events: EventsMode = "tokens",
-        low_confidence_threshold: float = 0.5,
+        self, *, telemetry: LogprobTelemetry | None = None, **options: Unpack[TelemetryKwargs]
     ) -> None:
-        self.telemetry = LogprobTelemetry(
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            capture_content=capture_content,
-            events=events,
-            low_confidence_threshold=low_confidence_threshold,
-        )
+        self.telemetry = LogprobTelemetry.shared_or_new(telemetry, **options)
         self._calls: dict[UUID, CallTelemetry] = {}
 
     @property
