@@ -18,6 +18,7 @@ from logprobscope.otel import (
     OpenTelemetryCallbackHandler,
     ResponseFacts,
 )
+from logprobscope.otel._events import EventWriter
 from logprobscope.otel._metrics import CallMetrics, Instruments
 from logprobscope.testing import ReplayServer
 
@@ -70,7 +71,7 @@ def test_failing_exporter(
 @pytest.mark.parametrize(
     ("owner", "method"),
     [
-        (CallTelemetry, "_add"),
+        (EventWriter, "add"),
         (CallMetrics, "chunk"),
         (CallTelemetry, "_end_span"),
         (CallMetrics, "record_end"),

@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from .. import _contract as n
 from .._figures import LogprobStats, LogprobSummary
-from .._logprobs import TokenBuffer, TokenLogprobList
+from .._logprobs import TokenLogprobList
 from .._text import valid_text
 from ._attributes import (
     Attributes,
@@ -222,7 +222,17 @@ class CallTelemetry:
             else:
                 buf, start, stop = self._columns.append(tokens)
             if stop > start:
-                self._add(buf, start, stop, time.time_ns() if time_ns is None else time_ns)
+                self._stats.add_columns(
+                    buf.logprobs,
+                    buf.top_logprobs,
+                    buf.top_offsets,
+                    start,
+                    stop,
+                    metrics.probabilities,
+                )
+                events = self._events
+                if events is not None:
+                    events.add(buf, start, stop, time.time_ns() if time_ns is None else time_ns)
             metrics.observe(self._response.model)
         except Exception:
             self._failed("add_tokens")
@@ -243,19 +253,6 @@ class CallTelemetry:
             metrics.observe(self._response.model)
         except Exception:
             self._failed("add_chunk")
-
-    def _add(self, buf: TokenBuffer, start: int, stop: int, time_ns: int) -> None:
-        self._stats.add_columns(
-            buf.logprobs,
-            buf.top_logprobs,
-            buf.top_offsets,
-            start,
-            stop,
-            self._metrics.probabilities,
-        )
-        events = self._events
-        if events is not None:
-            events.add(buf, start, stop, time_ns)
 
     def set_response(self, response: ResponseFacts) -> None:
         """What the server answered; may be called more than once (None keeps the earlier).
