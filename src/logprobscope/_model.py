@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from typing_extensions import Unpack
 
 from ._callbacks import Callbacks, Handler, Run, RunCallbacks, check_handlers
+from ._endpoint import server_address_port
 from ._messages import AIMessage, BaseMessage, MessageInput, coerce_messages
 from ._params import CallOptions, build_request, merge_options, validate_options
 from ._responses_request import input_items
@@ -364,8 +365,7 @@ class ChatOpenAI:
         handlers = self._callbacks + check_handlers(callbacks) if callbacks else self._callbacks
         run_callbacks = None
         if handlers:
-            url = client.base_url
-            port = url.port or (443 if url.scheme == "https" else 80)
+            host, port = server_address_port(client.base_url)
             run = Run.model_construct(
                 run_id=uuid4(),
                 model=options["model"],
@@ -374,7 +374,7 @@ class ChatOpenAI:
                 tags=self._tags + tuple(tags or ()),
                 metadata={**self._metadata, **(metadata or {})},
                 provider="openai",
-                server_address=url.host,
+                server_address=host,
                 server_port=port,
             )
             run_callbacks = RunCallbacks(run, handlers)
