@@ -376,6 +376,7 @@ class ChatOpenAI:
                 provider="openai",
                 server_address=host,
                 server_port=port,
+                api="responses" if options.get("use_responses_api") else "chat_completions",
             )
             run_callbacks = RunCallbacks(run, handlers)
         return _Prepared(messages, kwargs, run_callbacks, options)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
+from ._contract import RESPONSES_LOGPROBS_INCLUDE
 from ._messages import AIMessage, BaseMessage, ToolMessage
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ __all__ = [
     "input_items",
 ]
 
-LOGPROBS_INCLUDE: Final = "message.output_text.logprobs"
+LOGPROBS_INCLUDE: Final = RESPONSES_LOGPROBS_INCLUDE
 
 # Set here from our options: never also in model_kwargs.
 _OWN_FIELDS: Final = frozenset({"input", "stream", "messages"})

@@ -1,32 +1,52 @@
-"""`instrument_openai`'s streams: the caller's `openai.Stream`, observed chunk by chunk.
+"""`instrument_openai`'s streams: the caller's `openai.Stream`, observed item by item.
 
 The proxy is still an `openai.Stream` (or `openai.AsyncStream`): it yields the SDK's own
-chunks and forwards every other attribute to the real stream. Each chunk's tokens and
-arrival go to the call as the caller's loop receives it. The call ends exactly once: when
-the stream is exhausted (completed); when it is closed, left through its context manager or
-collected unclosed (not completed); or when it fails (recorded; the exception propagates).
+items (chat chunks, or Responses API events) and forwards every other attribute to the real
+stream. Each item goes to a recorder (`StreamRecorder` here for chat completions) as the
+caller's loop receives it. The call ends exactly once: when the stream is exhausted
+(completed); when it is closed, left through its context manager or collected unclosed (not
+completed), or its HTTP response is closed by other code (the SDK's `stream()` helpers close
+it directly, as may the caller: `stream.response.close()`); or when it fails (recorded; the
+exception propagates).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionTokenLogprob
 
 from .otel import CallTelemetry, ResponseFacts
 
-__all__ = ["StreamRecorder", "TracedAsyncStream", "TracedStream"]
+__all__ = ["Recorder", "StreamRecorder", "TracedAsyncStream", "TracedStream"]
+
+_T = TypeVar("_T")
+_T_contra = TypeVar("_T_contra", contravariant=True)
 
 logger = logging.getLogger("logprobscope")
 
 
+class Recorder(Protocol[_T_contra]):
+    """What a traced stream feeds: each item, then one end or failure."""
+
+    @property
+    def call(self) -> CallTelemetry: ...
+
+    def chunk(self, item: _T_contra) -> None: ...
+
+    def end(self, *, completed: bool) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
 class StreamRecorder:
-    """Feeds one stream's chunks to its call and ends the call exactly once."""
+    """Feeds one chat stream's chunks to its call and ends the call exactly once."""
 
     __slots__ = ("call", "texts", "response_id", "model", "finish", "usage")
 
@@ -94,13 +114,97 @@ class StreamRecorder:
         self.call.fail(error)
 
 
-class TracedStream(openai.Stream[ChatCompletionChunk]):
-    """The caller's `openai.Stream`, observed: same chunks, same attributes, one span end."""
+class _CloseWatch:
+    """Ends the call when the stream's HTTP response is closed outside the caller's loop.
 
-    def __init__(self, stream: openai.Stream[ChatCompletionChunk], recorder: StreamRecorder):
-        # The real stream does all the work; nothing of Stream.__init__ is needed here.
-        self.__dict__["_lps_stream"] = stream
-        self.__dict__["_lps_recorder"] = recorder
+    Installed as the response's own `close` (or `aclose`) until the call ends, then removed:
+    the response behaves as before, and is left as it was. A close from inside the loop (the
+    SDK closes the response when the body ends or fails) is left to the loop, which knows
+    how the stream ended.
+    """
+
+    __slots__ = ("_traced", "_response", "_name", "__weakref__")
+
+    def __init__(self, traced: _Traced, response: Any, name: str) -> None:
+        # Weak references: the response holds this watch, which must not keep it alive.
+        self._traced = weakref.ref(traced)
+        self._response: weakref.ref[Any] = weakref.ref(response)
+        self._name = name
+        try:
+            vars(response)[name] = self._aclose if name == "aclose" else self._close
+        except TypeError:  # a response without a __dict__: closes end the span at collection
+            pass
+
+    def _closed(self) -> None:
+        traced = self._traced()
+        if traced is not None and not traced._reading:
+            traced._end(completed=False)
+
+    def _close(self) -> None:
+        response = self._response()
+        try:
+            if response is not None:
+                type(response).close(response)
+        finally:
+            self._closed()
+
+    async def _aclose(self) -> None:
+        response = self._response()
+        try:
+            if response is not None:
+                await type(response).aclose(response)
+        finally:
+            self._closed()
+
+    def remove(self) -> None:
+        response = self._response()
+        if response is None:
+            return
+        attributes = getattr(response, "__dict__", None)
+        if attributes is not None:
+            mine = attributes.get(self._name)
+            if getattr(mine, "__self__", None) is self:
+                del attributes[self._name]
+
+
+class _Traced:
+    """The state both proxies keep beside the real stream, in their own `__dict__`."""
+
+    _reading: bool
+
+    def _setup(self, stream: object, recorder: Recorder[Any], close: str) -> None:
+        state = self.__dict__
+        state["_lps_stream"] = stream
+        state["_lps_recorder"] = recorder
+        state["_reading"] = False
+        state["_lps_watch"] = None
+        response = getattr(stream, "response", None)
+        if response is not None:
+            try:
+                state["_lps_watch"] = _CloseWatch(self, response, close)
+            except Exception:  # telemetry never breaks the call
+                logger.debug("watching the stream's response failed", exc_info=True)
+
+    def _unwatch(self) -> None:
+        watch = self.__dict__.get("_lps_watch")
+        if watch is not None:
+            self.__dict__["_lps_watch"] = None
+            try:
+                watch.remove()
+            except Exception:
+                logger.debug("unwatching the stream's response failed", exc_info=True)
+
+    def _end(self, *, completed: bool) -> None:
+        try:
+            self.__dict__["_lps_recorder"].end(completed=completed)
+        finally:
+            self._unwatch()
+
+    def _fail(self, error: BaseException) -> None:
+        try:
+            self.__dict__["_lps_recorder"].fail(error)
+        finally:
+            self._unwatch()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["_lps_stream"], name)
@@ -111,22 +215,40 @@ class TracedStream(openai.Stream[ChatCompletionChunk]):
     def __repr__(self) -> str:
         return f"<traced {self.__dict__['_lps_stream']!r}>"
 
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+    def __del__(self) -> None:
+        recorder = self.__dict__.get("_lps_recorder")
+        if recorder is not None and not recorder.call.ended:
+            self._end(completed=False)
+
+
+class TracedStream(_Traced, openai.Stream[_T]):
+    """The caller's `openai.Stream`, observed: same items, same attributes, one span end."""
+
+    def __init__(self, stream: openai.Stream[_T], recorder: Recorder[_T]) -> None:
+        # The real stream does all the work; nothing of Stream.__init__ is needed here.
+        self._setup(stream, recorder, "close")
+
+    def __iter__(self) -> Iterator[_T]:
         return self
 
-    def __next__(self) -> ChatCompletionChunk:
+    def __next__(self) -> _T:
+        state = self.__dict__
+        state["_reading"] = True
         try:
-            chunk: ChatCompletionChunk = next(self.__dict__["_lps_stream"])
+            item: _T = next(state["_lps_stream"])
         except StopIteration:
-            self.__dict__["_lps_recorder"].end(completed=True)
+            state["_reading"] = False
+            self._end(completed=True)
             raise
         except BaseException as exc:
-            self.__dict__["_lps_recorder"].fail(exc)
+            state["_reading"] = False
+            self._fail(exc)
             raise
-        self.__dict__["_lps_recorder"].chunk(chunk)
-        return chunk
+        state["_reading"] = False
+        state["_lps_recorder"].chunk(item)
+        return item
 
-    def __enter__(self) -> TracedStream:
+    def __enter__(self) -> TracedStream[_T]:
         return self
 
     def __exit__(
@@ -136,7 +258,7 @@ class TracedStream(openai.Stream[ChatCompletionChunk]):
         exc_tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            self.__dict__["_lps_recorder"].fail(exc)
+            self._fail(exc)
         self.close()
 
     def close(self) -> None:
@@ -144,48 +266,36 @@ class TracedStream(openai.Stream[ChatCompletionChunk]):
         try:
             self.__dict__["_lps_stream"].close()
         finally:
-            self.__dict__["_lps_recorder"].end(completed=False)
-
-    def __del__(self) -> None:
-        recorder = self.__dict__.get("_lps_recorder")
-        if recorder is not None and not recorder.call.ended:
-            recorder.end(completed=False)
+            self._end(completed=False)
 
 
-class TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
-    """The caller's `openai.AsyncStream`, observed: same chunks, same attributes, one span end."""
+class TracedAsyncStream(_Traced, openai.AsyncStream[_T]):
+    """The caller's `openai.AsyncStream`, observed: same items, same attributes, one span end."""
 
-    def __init__(
-        self, stream: openai.AsyncStream[ChatCompletionChunk], recorder: StreamRecorder
-    ) -> None:
-        self.__dict__["_lps_stream"] = stream
-        self.__dict__["_lps_recorder"] = recorder
+    def __init__(self, stream: openai.AsyncStream[_T], recorder: Recorder[_T]) -> None:
+        self._setup(stream, recorder, "aclose")
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_lps_stream"], name)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        setattr(self.__dict__["_lps_stream"], name, value)
-
-    def __repr__(self) -> str:
-        return f"<traced {self.__dict__['_lps_stream']!r}>"
-
-    def __aiter__(self) -> TracedAsyncStream:
+    def __aiter__(self) -> TracedAsyncStream[_T]:
         return self
 
-    async def __anext__(self) -> ChatCompletionChunk:
+    async def __anext__(self) -> _T:
+        state = self.__dict__
+        state["_reading"] = True
         try:
-            chunk: ChatCompletionChunk = await self.__dict__["_lps_stream"].__anext__()
+            item: _T = await state["_lps_stream"].__anext__()
         except StopAsyncIteration:
-            self.__dict__["_lps_recorder"].end(completed=True)
+            state["_reading"] = False
+            self._end(completed=True)
             raise
         except BaseException as exc:
-            self.__dict__["_lps_recorder"].fail(exc)
+            state["_reading"] = False
+            self._fail(exc)
             raise
-        self.__dict__["_lps_recorder"].chunk(chunk)
-        return chunk
+        state["_reading"] = False
+        state["_lps_recorder"].chunk(item)
+        return item
 
-    async def __aenter__(self) -> TracedAsyncStream:
+    async def __aenter__(self) -> TracedAsyncStream[_T]:
         return self
 
     async def __aexit__(
@@ -195,7 +305,7 @@ class TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
         exc_tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            self.__dict__["_lps_recorder"].fail(exc)
+            self._fail(exc)
         await self.close()
 
     async def close(self) -> None:
@@ -203,13 +313,8 @@ class TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
         try:
             await self.__dict__["_lps_stream"].close()
         finally:
-            self.__dict__["_lps_recorder"].end(completed=False)
+            self._end(completed=False)
 
     async def aclose(self) -> None:
         """Alias of `close()`, as on `openai.AsyncStream`."""
         await self.close()
-
-    def __del__(self) -> None:
-        recorder = self.__dict__.get("_lps_recorder")
-        if recorder is not None and not recorder.call.ended:
-            recorder.end(completed=False)

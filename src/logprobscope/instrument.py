@@ -47,17 +47,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
+import httpx2
 import openai
 from openai._legacy_response import LegacyAPIResponse
 from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.resources.responses import AsyncResponses, Responses
 from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
 from typing_extensions import Unpack
 
 from ._endpoint import server_address_port
-from ._traced_stream import StreamRecorder, TracedAsyncStream, TracedStream
+from ._traced_responses import ResponsesRecorder, input_messages, record_response
+from ._traced_stream import Recorder, StreamRecorder, TracedAsyncStream, TracedStream
 from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
 __all__ = ["instrument_openai", "uninstrument_openai"]
@@ -69,8 +74,8 @@ _MARK: Final = "__logprobscope_instrumentation__"
 _ORIGINAL: Final = "__logprobscope_original__"
 _RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
 _STACK_DEPTH: Final = 8
-# Arguments of `create` that are not part of the request body.
-_NOT_BODY: Final = frozenset({"messages", "extra_headers", "extra_query", "extra_body", "timeout"})
+# Arguments of `create` that are not part of the request body (the messages or input aside).
+_NOT_BODY: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 # Set while a traced `create` runs, so a client wrapper over the patched class (or any nested
 # call) does not trace the same call twice.
 _IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -86,6 +91,27 @@ class _State:
 
     def __init__(self, telemetry: LogprobTelemetry) -> None:
         self.telemetry = telemetry
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """One traced method of the SDK: its classes, and the API its calls go to."""
+
+    api: Literal["chat_completions", "responses"]
+    classes: tuple[type, type]  # sync, async
+    method: str
+    inputs: str  # the argument holding the messages (not a request attribute)
+
+    def resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
+        return client.responses if self.api == "responses" else client.chat.completions
+
+
+_ENDPOINTS: Final = (
+    _Endpoint("chat_completions", (Completions, AsyncCompletions), _CREATE, "messages"),
+    _Endpoint("responses", (Responses, AsyncResponses), _CREATE, "input"),
+    # parse() posts the request itself (not through create): traced on its own
+    _Endpoint("responses", (Responses, AsyncResponses), "parse", "input"),
+)
 
 
 # -- what the calls send and receive --------------------------------------------------------
@@ -125,9 +151,9 @@ def _server(resource: object) -> tuple[str | None, int | None]:
         return None, None
 
 
-def _params(kwargs: Mapping[str, object]) -> dict[str, object]:
+def _params(kwargs: Mapping[str, object], inputs: str) -> dict[str, object]:
     # The request body without the messages, as the API receives it.
-    params = {k: v for k, v in kwargs.items() if k not in _NOT_BODY and _given(v)}
+    params = {k: v for k, v in kwargs.items() if k not in _NOT_BODY and k != inputs and _given(v)}
     extra = kwargs.get("extra_body")
     if isinstance(extra, Mapping):
         params.update((str(k), v) for k, v in extra.items())
@@ -168,46 +194,72 @@ def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture:
 
 
 def _start(
-    state: _State, resource: object, kwargs: Mapping[str, object]
+    state: _State, endpoint: _Endpoint, resource: object, kwargs: Mapping[str, object]
 ) -> tuple[CallTelemetry, bool]:
     host, port = _server(resource)
     telemetry = state.telemetry
-    messages = kwargs.get("messages")
+    capture = telemetry.capture_content
+    messages: object = kwargs.get(endpoint.inputs)
+    if endpoint.api == "responses" and capture:
+        messages = input_messages(messages)
     call = telemetry.start_call(
         model=str(kwargs.get("model", "")),
         stream=kwargs.get("stream") is True,
-        params=_params(kwargs),
+        params=_params(kwargs, endpoint.inputs),
         provider="openai",
         server_address=host,
         server_port=port,
         input_messages=messages if isinstance(messages, Sequence) else None,
+        api=endpoint.api,
     )
-    return call, telemetry.capture_content
+    return call, capture
 
 
-def _finish(call: CallTelemetry, result: object, capture: bool) -> object:
+def _request(resource: object, result: object) -> Any:
+    # The call's HTTP request, for the `APIError` of a failed response.
+    response = getattr(result, "response", None) or getattr(result, "http_response", None)
+    request = getattr(response, "request", None)
+    if request is None:  # a parsed Response keeps none: the request it was the answer to
+        base = getattr(getattr(resource, "_client", None), "base_url", "")
+        request = httpx2.Request("POST", f"{base}responses")
+    return request
+
+
+def _finish(
+    call: CallTelemetry, result: object, capture: bool, endpoint: _Endpoint, resource: object
+) -> object:
     try:
-        if isinstance(result, openai.Stream):
-            return TracedStream(result, StreamRecorder(call, capture))
-        if isinstance(result, openai.AsyncStream):
-            return TracedAsyncStream(result, StreamRecorder(call, capture))
-        completion = result
+        if isinstance(result, (openai.Stream, openai.AsyncStream)):
+            recorder: Recorder[Any] = StreamRecorder(call, capture)
+            if endpoint.api == "responses":
+                recorder = ResponsesRecorder(call, capture, _request(resource, result))
+            if isinstance(result, openai.Stream):
+                return TracedStream(result, recorder)
+            return TracedAsyncStream(result, recorder)
+        answer = result
         if isinstance(result, LegacyAPIResponse):
             # with_raw_response: the SDK's own parse, cached, so the caller's later parse()
             # returns this very object.
-            completion = result.parse()
-        if isinstance(completion, ChatCompletion):
-            _record_completion(call, completion, capture)
+            answer = result.parse()
+        if isinstance(answer, ChatCompletion):
+            _record_completion(call, answer, capture)
+        elif isinstance(answer, Response):
+            record_response(call, answer, capture, _request(resource, result))
     except Exception:  # telemetry never breaks the call
-        logger.debug("recording a chat completion failed", exc_info=True)
+        logger.debug("recording an answer failed", exc_info=True)
     call.end(completed=None)
     return result
 
 
 def _traced_sync(
-    state: _State, resource: object, create: Callable[..., object], args: Any, kwargs: Any
+    state: _State,
+    endpoint: _Endpoint,
+    resource: object,
+    create: Callable[..., object],
+    args: Any,
+    kwargs: Any,
 ) -> object:
-    call, capture = _start(state, resource, kwargs)
+    call, capture = _start(state, endpoint, resource, kwargs)
     token = _IN_CALL.set(True)
     try:
         result = create(*args, **kwargs)
@@ -216,13 +268,18 @@ def _traced_sync(
         raise
     finally:
         _IN_CALL.reset(token)
-    return _finish(call, result, capture)
+    return _finish(call, result, capture, endpoint, resource)
 
 
 async def _traced_async(
-    state: _State, resource: object, create: Callable[..., Any], args: Any, kwargs: Any
+    state: _State,
+    endpoint: _Endpoint,
+    resource: object,
+    create: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
 ) -> object:
-    call, capture = _start(state, resource, kwargs)
+    call, capture = _start(state, endpoint, resource, kwargs)
     token = _IN_CALL.set(True)
     try:
         result = await create(*args, **kwargs)
@@ -231,7 +288,7 @@ async def _traced_async(
         raise
     finally:
         _IN_CALL.reset(token)
-    return _finish(call, result, capture)
+    return _finish(call, result, capture, endpoint, resource)
 
 
 def _passes_through(kwargs: Mapping[str, object]) -> bool:
@@ -243,23 +300,27 @@ def _passes_through(kwargs: Mapping[str, object]) -> bool:
     return _from_logprobscope(2)  # depth 2: the caller of the wrapper that called us
 
 
-def _class_wrapper(original: Callable[..., Any], state: _State, is_async: bool) -> Any:
+def _class_wrapper(
+    original: Callable[..., Any], state: _State, endpoint: _Endpoint, is_async: bool
+) -> Any:
     if is_async:
 
         @functools.wraps(original)
-        async def acreate(self: AsyncCompletions, *args: Any, **kwargs: Any) -> Any:
+        async def acreate(self: object, *args: Any, **kwargs: Any) -> Any:
             if _passes_through(kwargs):
                 return await original(self, *args, **kwargs)
-            return await _traced_async(state, self, functools.partial(original, self), args, kwargs)
+            bound = functools.partial(original, self)
+            return await _traced_async(state, endpoint, self, bound, args, kwargs)
 
         wrapper: Any = acreate
     else:
 
         @functools.wraps(original)
-        def create(self: Completions, *args: Any, **kwargs: Any) -> Any:
+        def create(self: object, *args: Any, **kwargs: Any) -> Any:
             if _passes_through(kwargs):
                 return original(self, *args, **kwargs)
-            return _traced_sync(state, self, functools.partial(original, self), args, kwargs)
+            bound = functools.partial(original, self)
+            return _traced_sync(state, endpoint, self, bound, args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
@@ -268,15 +329,15 @@ def _class_wrapper(original: Callable[..., Any], state: _State, is_async: bool) 
 
 
 def _instance_wrapper(
-    resource: Completions | AsyncCompletions, original: Callable[..., Any], state: _State
+    resource: object, original: Callable[..., Any], state: _State, endpoint: _Endpoint
 ) -> Any:
-    if isinstance(resource, AsyncCompletions):
+    if isinstance(resource, endpoint.classes[1]):
 
         @functools.wraps(original)
         async def acreate(*args: Any, **kwargs: Any) -> Any:
             if _passes_through(kwargs):
                 return await original(*args, **kwargs)
-            return await _traced_async(state, resource, original, args, kwargs)
+            return await _traced_async(state, endpoint, resource, original, args, kwargs)
 
         wrapper: Any = acreate
     else:
@@ -285,7 +346,7 @@ def _instance_wrapper(
         def create(*args: Any, **kwargs: Any) -> Any:
             if _passes_through(kwargs):
                 return original(*args, **kwargs)
-            return _traced_sync(state, resource, original, args, kwargs)
+            return _traced_sync(state, endpoint, resource, original, args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
@@ -295,11 +356,17 @@ def _instance_wrapper(
 # -- public API ----------------------------------------------------------------------------------
 
 
-def _resource(client: openai.OpenAI | openai.AsyncOpenAI) -> Completions | AsyncCompletions:
-    resource = client.chat.completions
-    if not isinstance(resource, (Completions, AsyncCompletions)):
+def _resources(client: openai.OpenAI | openai.AsyncOpenAI) -> list[tuple[_Endpoint, Any]]:
+    """Each traced method's resource of `client`, checked to be the SDK's own."""
+    if not isinstance(client.chat.completions, (Completions, AsyncCompletions)):
         raise TypeError(f"{type(client).__name__}.chat.completions is not the openai SDK's")
-    return resource
+    out: list[tuple[_Endpoint, Any]] = []
+    for endpoint in _ENDPOINTS:
+        resource = endpoint.resource(client)
+        if not isinstance(resource, endpoint.classes):
+            raise TypeError(f"{type(client).__name__}.{endpoint.api} is not the openai SDK's")
+        out.append((endpoint, resource))
+    return out
 
 
 def instrument_openai(
@@ -336,21 +403,24 @@ def instrument_openai(
     state = _State(telemetry)
     with _LOCK:
         if client is None:
-            for cls, is_async in ((Completions, False), (AsyncCompletions, True)):
-                current = cls.__dict__[_CREATE]
-                existing = getattr(current, _MARK, None)
-                if isinstance(existing, _State):
-                    existing.telemetry = state.telemetry
-                else:
-                    setattr(cls, _CREATE, _class_wrapper(current, state, is_async))
+            for endpoint in _ENDPOINTS:
+                for cls, is_async in zip(endpoint.classes, (False, True), strict=True):
+                    current = cls.__dict__[endpoint.method]
+                    existing = getattr(current, _MARK, None)
+                    if isinstance(existing, _State):
+                        existing.telemetry = state.telemetry
+                    else:
+                        wrapper = _class_wrapper(current, state, endpoint, is_async)
+                        setattr(cls, endpoint.method, wrapper)
             return
-        resource = _resource(client)
-        existing = getattr(resource.__dict__.get("create"), _MARK, None)
-        if isinstance(existing, _State):
-            existing.telemetry = state.telemetry
-            return
-        original = resource.create
-        resource.create = _instance_wrapper(resource, original, state)  # type: ignore[method-assign]
+        for endpoint, resource in _resources(client):
+            existing = getattr(resource.__dict__.get(endpoint.method), _MARK, None)
+            if isinstance(existing, _State):
+                existing.telemetry = state.telemetry
+                continue
+            original = getattr(resource, endpoint.method)
+            wrapper = _instance_wrapper(resource, original, state, endpoint)
+            setattr(resource, endpoint.method, wrapper)
 
 
 def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None) -> None:
@@ -363,11 +433,12 @@ def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None
     """
     with _LOCK:
         if client is None:
-            for cls in (Completions, AsyncCompletions):
-                current = cls.__dict__[_CREATE]
-                if isinstance(getattr(current, _MARK, None), _State):
-                    setattr(cls, _CREATE, getattr(current, _ORIGINAL))
+            for endpoint in _ENDPOINTS:
+                for cls in endpoint.classes:
+                    current = cls.__dict__[endpoint.method]
+                    if isinstance(getattr(current, _MARK, None), _State):
+                        setattr(cls, endpoint.method, getattr(current, _ORIGINAL))
             return
-        resource = _resource(client)
-        if isinstance(getattr(resource.__dict__.get("create"), _MARK, None), _State):
-            del resource.__dict__["create"]
+        for endpoint, resource in _resources(client):
+            if isinstance(getattr(resource.__dict__.get(endpoint.method), _MARK, None), _State):
+                del resource.__dict__[endpoint.method]

@@ -20,28 +20,17 @@ import pytest
 
 from logprobscope import AIMessage, AIMessageChunk, AsyncChatStream, ChatOpenAI, ChatStream
 from logprobscope.testing import SEED_STREAM, Faults, ReplayServer
-from tests.support.apis import APIS, Api
+from tests.support.apis import Api, through
 from tests.support.factories import ModelFactory, ServerFactory
 from tests.support.recording import AsyncRecordingHandler, RecordingHandler
 
 SEED_TEXT = "Thank you for asking! I'm here and ready to help. How can I assist you today?"
 
 
-@pytest.fixture(params=APIS, ids=str)
-def api(request: pytest.FixtureRequest) -> Api:
-    """The API every call of the test goes through."""
-    chosen: Api = request.param
-    return chosen
-
-
 @pytest.fixture
 def make_model(make_model: ModelFactory, api: Api) -> ModelFactory:
-    """The shared factory, its models calling through `api`."""
-
-    def factory(server: ReplayServer, **kwargs: Any) -> ChatOpenAI:
-        return make_model(server, use_responses_api=api.responses, **kwargs)
-
-    return factory
+    """The shared factory, its models calling through `api` (every test runs through both)."""
+    return through(make_model, api)
 
 
 class UserError(Exception):

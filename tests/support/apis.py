@@ -10,6 +10,11 @@ output_text.delta per token. Our model makes one chunk of the role chunk and one
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from logprobscope import ChatOpenAI
+from logprobscope.testing import ReplayServer
+from tests.support.factories import ModelFactory
 
 
 @dataclass(frozen=True)
@@ -32,3 +37,15 @@ class Api:
 CHAT = Api("chat", responses=False, first_text_event=1, seed_stream_events=1 + 19 + 1 + 1)
 RESPONSES = Api("responses", responses=True, first_text_event=4, seed_stream_events=4 + 19 + 4)
 APIS = (CHAT, RESPONSES)
+
+
+def through(make_model: ModelFactory, api: Api) -> ModelFactory:
+    """`make_model`, its models calling through `api` (a module's own `make_model` fixture).
+
+    The `api` fixture (tests/conftest.py) parametrises a test over `APIS`.
+    """
+
+    def factory(server: ReplayServer, **kwargs: Any) -> ChatOpenAI:
+        return make_model(server, use_responses_api=api.responses, **kwargs)
+
+    return factory

@@ -100,6 +100,7 @@ class CallTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None,
         context: Context | None,
         start_time_ns: int | None = None,
+        api: str = n.API_CHAT_COMPLETIONS,
     ) -> None:
         start_perf = time.perf_counter_ns()
         if start_time_ns is not None:  # the same instant on the monotonic clock
@@ -132,6 +133,7 @@ class CallTelemetry:
             server_port=server_port,
             threshold=threshold,
             input_messages=input_messages if capture else None,
+            api=api,
         )
         span = telemetry._tracer.start_span(
             f"{n.OPERATION_CHAT} {model}",

@@ -73,6 +73,7 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
                 server_address=run.server_address,
                 server_port=run.server_port,
                 input_messages=inputs,
+                api=run.api,
             )
         except Exception:
             logger.warning("OpenTelemetry handler: on_chat_model_start failed", exc_info=True)
