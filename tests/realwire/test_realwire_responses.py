@@ -4,7 +4,8 @@ The one recorded case (gpt-4o-mini, 9 tokens with logprobs; SOURCES.md) is repla
 for byte. The bare `openai` SDK's parse of the same bytes is the reference: text, every
 token's logprob bit for bit, bytes, alternatives, usage, id and model must be equal through
 every entry point of our model, and the request it sends must be the recorded one (the
-recorded `"stream": false` aside: a non-streamed call sends no `stream`).
+recorded `"stream": false` aside: a non-streamed call sends no `stream`). Its span, through
+our model's handler and through the instrumented raw client, has the same 9 tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import openai
 import pytest
 
 from logprobscope import AIMessage, ChatOpenAI
+from logprobscope.instrument import instrument_openai, uninstrument_openai
+from tests.support.otel import InMemoryOtel
 
 from .cases import RESPONSES_CASES, Case, bits, canonical_ours
 from .loopback import Loopback
@@ -147,3 +150,55 @@ async def test_the_recorded_response_through_our_model(
     del sent["stream"]  # false is the default: a non-streamed call sends no `stream`
     assert server.requests == [sent]
     assert server.paths == ["/v1/responses"]
+
+
+def _span_tokens(otel: InMemoryOtel) -> list[tuple[Any, ...]]:
+    span = otel.span()
+    out: list[tuple[Any, ...]] = []
+    for event in span.events:
+        attrs: Any = event.attributes or {}
+        assert event.name == "logprobs.token"
+        raw = attrs.get("logprobs.token.bytes")
+        out.append(
+            (
+                attrs["logprobs.token.text"],
+                bits(float(attrs["logprobs.token.logprob"])),
+                None if raw is None else list(raw),
+                [],
+            )
+        )
+    assert (span.attributes or {})["logprobs.token_count"] == len(out)
+    assert (span.attributes or {})["openai.api.type"] == "responses"
+    return out
+
+
+def test_the_recorded_response_in_our_models_span(
+    model: Callable[[Loopback], ChatOpenAI], otel: InMemoryOtel
+) -> None:
+    handler = otel.handler(capture_content=True)
+    with _server(CASE) as server:
+        message = model(server).invoke(
+            CASE.request["input"], instructions=CASE.request["instructions"], callbacks=[handler]
+        )
+    tokens = _span_tokens(otel)
+    assert len(tokens) == 9
+    assert tokens == _recorded_tokens(CASE)
+    assert canonical_ours(message)["logprobs"]["content"] == tokens
+
+
+def test_the_recorded_response_through_the_instrumented_raw_client(otel: InMemoryOtel) -> None:
+    with _server(CASE) as server:
+        with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
+            instrument_openai(client, telemetry=otel.telemetry_with(capture_content=True))
+            response = client.responses.create(**CASE.request)
+            uninstrument_openai(client)
+    assert response.output_text == "The capital of Minas Gerais is Belo Horizonte."
+    tokens = _span_tokens(otel)
+    assert len(tokens) == 9
+    assert tokens == _recorded_tokens(CASE)
+    attrs = otel.span().attributes or {}
+    assert attrs["gen_ai.response.id"] == response.id
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (25, 10)
+    assert attrs["gen_ai.system_instructions"] == (
+        '[{"type": "text", "content": "You are a helpful assistant."}]'
+    )
