@@ -1,9 +1,10 @@
-"""The Responses API (`POST /v1/responses`) with every token's logprob.
+"""The Responses API (`POST /v1/responses`) with every token's logprob, in results and spans.
 
 `ChatOpenAI(..., use_responses_api=True)` sends its calls to the Responses API and returns the
 same typed results as a chat call: the tokens in `response_metadata.logprobs.content`, usage,
 the response id (for `previous_response_id`) and a finish reason. A stream's tokens have no
-`bytes`: the API's stream events do not carry them.
+`bytes`: the API's stream events do not carry them. Then a raw `openai` client, instrumented:
+`client.responses.stream(...)` gives the SDK's own events, and a span with every token.
 
 With OPENAI_API_KEY or OPENAI_BASE_URL set this talks to that endpoint; otherwise it starts the
 replay server from `logprobscope.testing` on 127.0.0.1 (which answers `/v1/responses` from its
@@ -17,7 +18,13 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 
+import openai
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from logprobscope import AIMessage, AIMessageChunk, ChatOpenAI
+from logprobscope.instrument import instrument_openai, uninstrument_openai
 from logprobscope.testing import ReplayServer
 
 
@@ -63,6 +70,32 @@ def main() -> None:
         assert agg is not None
         print(f"   {agg.content!r}")
         print(f"   tokens: {_tokens(agg)}")
+
+        print("\n4. a raw openai client, instrumented: the SDK's events, and a span")
+        exporter = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        client = openai.OpenAI(
+            base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "none"
+        )
+        stack.callback(client.close)
+        instrument_openai(client, tracer_provider=tracer_provider)
+        with client.responses.stream(
+            model=name,
+            input="What is the capital of Minas Gerais?",
+            include=["message.output_text.logprobs"],
+            top_logprobs=2,
+        ) as stream:
+            kinds = [event.type for event in stream]
+            final = stream.get_final_response()
+        uninstrument_openai(client)
+        print(f"   {len(kinds)} events, from {kinds[0]} to {kinds[-1]}: {final.output_text!r}")
+        [span] = exporter.get_finished_spans()
+        attrs = span.attributes or {}
+        print(
+            f"   span {span.name!r}: openai.api.type={attrs['openai.api.type']}, "
+            f"{attrs['logprobs.token_count']} tokens, perplexity {attrs['logprobs.perplexity']:.3f}"
+        )
 
 
 if __name__ == "__main__":

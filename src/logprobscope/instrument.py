@@ -29,9 +29,20 @@ Also traced: `with_raw_response.create` without `stream=True` (the SDK's own, ca
 of the returned response is read, so the caller's `parse()` gets that same object), and the
 SDK's `chat.completions.stream()` helper (it calls `create`). Not traced, passed through
 untouched: `with_streaming_response.create` and `with_raw_response.create(stream=True)` (the
-caller reads the HTTP body itself), `parse()`, and the calls of `logprobscope.ChatOpenAI` (its
+caller reads the HTTP body itself), `chat.completions.parse()`, and the calls of
+`logprobscope.ChatOpenAI` (its
 OpenTelemetry handler traces those). Only choice 0's tokens are recorded when `n` > 1; every
 choice's finish reason is.
+
+The Responses API is traced the same way, by the same call: `responses.create` (streamed or
+not, and its `with_raw_response`), the `responses.stream()` helper (it calls `create`) and
+`responses.parse()` (which does not), sync and async. The span is a chat completion's with
+`openai.api.type = "responses"`; its tokens are those of every `output_text` part, a stream's
+taken from its `response.output_text.delta` events (see `_traced_responses` and
+docs/telemetry.md). A traced stream of either API also ends its span as soon as its HTTP
+response is closed by other code (the SDK's `stream()` helpers close it on leaving their
+`with`; so may `stream.response.close()`). Not traced: `responses.retrieve(..., stream=True)`
+and `responses.stream(response_id=...)`, which resume a response instead of creating one.
 
 A LangChain `ChatOpenAI` calls `create` on its own client too, so instrumenting all clients
 covers it; attach `logprobscope.langchain.LogprobsCallbackHandler` *or* instrument all clients,
@@ -375,12 +386,14 @@ def instrument_openai(
     telemetry: LogprobTelemetry | None = None,
     **options: Unpack[TelemetryKwargs],
 ) -> None:
-    """Emit logprob telemetry for every `chat.completions.create` call of `client`, or of all.
+    """Emit logprob telemetry for every model call of `client`, or of all clients.
 
-    With a client (`openai.OpenAI` or `openai.AsyncOpenAI`): that client's
-    `chat.completions.create` is wrapped, on that object only. With None: the SDK's
-    `Completions.create` and `AsyncCompletions.create` are patched, for every client, existing
-    or future (like OpenTelemetry's instrumentors). Each call then emits one `chat {model}`
+    The calls are `chat.completions.create`, `responses.create` and `responses.parse` (the
+    SDK's `stream()` helpers call `create`). With a client (`openai.OpenAI` or
+    `openai.AsyncOpenAI`): those methods are wrapped, on that client's objects only. With
+    None: the SDK's `Completions`, `AsyncCompletions`, `Responses` and `AsyncResponses`
+    classes are patched, for every client, existing or future (like OpenTelemetry's
+    instrumentors). Each call then emits one `chat {model}`
     span with the logprob events and summary attributes, and records the metrics, as described
     in the module's docstring.
 
