@@ -24,11 +24,10 @@ from ._callbacks import Callbacks, Handler, Run, RunCallbacks, check_handlers
 from ._endpoint import server_address_port
 from ._messages import AIMessage, BaseMessage, MessageInput, coerce_messages
 from ._params import CallOptions, build_request, merge_options, validate_options
+from ._prepared import PreparedCall, decode_answer
 from ._responses_request import input_items
-from ._responses_wire import ResponseError, ResponsesAccumulator, message_from_response
 from ._stream import AsyncChatStream, ChatStream
 from ._tools import ToolChoice, ToolLike
-from ._wire import loads, message_from_completion
 
 if TYPE_CHECKING:
     from ._structured import ResponseFormat, StructuredChatModel
@@ -39,31 +38,6 @@ __all__ = ["ChatOpenAI"]
 
 _CLIENTS_LOCK = threading.Lock()  # guards the lazy creation of every model's SDK clients
 _LOCAL_KEY = "not-needed"  # servers on a custom base_url (vLLM, llama.cpp, Ollama) ignore it
-
-
-class _Prepared:
-    __slots__ = ("messages", "kwargs", "callbacks", "responses", "logprobs")
-
-    def __init__(
-        self,
-        messages: list[BaseMessage],
-        kwargs: dict[str, object],
-        callbacks: RunCallbacks | None,
-        options: CallOptions,
-    ) -> None:
-        self.messages = messages
-        self.kwargs = kwargs
-        self.callbacks = callbacks
-        self.responses = bool(options.get("use_responses_api"))
-        self.logprobs = bool(options.get("logprobs"))
-
-    def endpoint(self, client: Any) -> Any:
-        """The SDK resource this call goes to (sync or async client alike)."""
-        return client.responses if self.responses else client.chat.completions
-
-    def accumulator(self) -> ResponsesAccumulator | None:
-        """A Responses stream's event decoder; None: a chat stream's."""
-        return ResponsesAccumulator(logprobs=self.logprobs) if self.responses else None
 
 
 def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, Any]:
@@ -79,28 +53,6 @@ def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, An
         "default_headers": getattr(client, "_custom_headers", None),
         "default_query": getattr(client, "_custom_query", None),
     }
-
-
-def _decode(
-    raw: openai._legacy_response.LegacyAPIResponse[object], prepared: _Prepared
-) -> AIMessage:
-    try:
-        body = loads(raw.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise openai.APIResponseValidationError(
-            raw.http_response, raw.text, message=f"the server's answer is not JSON: {exc}"
-        ) from exc
-    if not isinstance(body, dict):
-        raise openai.APIResponseValidationError(
-            raw.http_response, body, message="the server's answer is not a JSON object"
-        )
-    if not prepared.responses:
-        return message_from_completion(body)
-    try:
-        return message_from_response(body, logprobs=prepared.logprobs)
-    except ResponseError as failed:  # a 200 answer whose status is "failed"
-        request = raw.http_response.request
-        raise openai.APIError(failed.message, request, body=failed.body) from None
 
 
 class ChatOpenAI:
@@ -356,7 +308,7 @@ class ChatOpenAI:
         callbacks: Callbacks | None,
         tags: Sequence[str] | None,
         metadata: Mapping[str, object] | None,
-    ) -> _Prepared:
+    ) -> PreparedCall:
         options = self._options
         if overrides:
             options = validate_options(merge_options(options, overrides))
@@ -379,7 +331,7 @@ class ChatOpenAI:
                 api="responses" if options.get("use_responses_api") else "chat_completions",
             )
             run_callbacks = RunCallbacks(run, handlers)
-        return _Prepared(messages, kwargs, run_callbacks, options)
+        return PreparedCall(messages, kwargs, run_callbacks, options)
 
     # -- one call -------------------------------------------------------------------------
 
@@ -408,7 +360,7 @@ class ChatOpenAI:
             if run:
                 run.start_sync(prepared.messages)  # a raise_error handler ends the run here
             raw = prepared.endpoint(client).with_raw_response.create(**prepared.kwargs)
-            message = _decode(raw, prepared)
+            message = decode_answer(raw, prepared)
         except BaseException as exc:
             if run:
                 run.error_sync(exc)
@@ -442,7 +394,7 @@ class ChatOpenAI:
             if run:
                 await run.astart(prepared.messages)  # a raise_error handler ends the run here
             raw = await prepared.endpoint(client).with_raw_response.create(**prepared.kwargs)
-            message = _decode(raw, prepared)
+            message = decode_answer(raw, prepared)
         except BaseException as exc:
             if run:
                 await run.aerror(exc)
