@@ -68,7 +68,9 @@ def _patched_init(
 ) -> Callable[..., None]:
     @functools.wraps(original)
     def __init__(self: BaseCallbackManager, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
+        # Bound through the descriptor: another instrumentation's proxy under ours (wrapt)
+        # needs the instance it is called for.
+        original.__get__(self, type(self))(*args, **kwargs)
         if handler.enabled:  # type: ignore[attr-defined]
             _attach(self, handler)
 
@@ -84,7 +86,7 @@ def _patched_add_handler(
 
     @functools.wraps(original)
     def add_handler(self: BaseCallbackManager, new: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, new, *args, **kwargs)
+        original.__get__(self, type(self))(new, *args, **kwargs)
         if new is not handler and isinstance(new, LogprobsCallbackHandler):
             try:
                 self.handlers = [h for h in self.handlers if h is not handler]
