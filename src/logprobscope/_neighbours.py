@@ -15,9 +15,11 @@ instead of a second one (see `LogprobTelemetry.start_call(span=...)`). Two ways 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
-from typing import Final
+import weakref
+from typing import Final, Protocol
 from uuid import UUID
 
 from opentelemetry import trace
@@ -26,11 +28,45 @@ from opentelemetry.trace import Span, SpanKind
 
 from . import _contract as n
 
-__all__ = ["adoptable", "current_chat_span", "langchain_run_span", "official_langchain_active"]
+__all__ = [
+    "adoptable",
+    "claim_langchain_run",
+    "current_chat_span",
+    "langchain_run_claimed",
+    "langchain_run_span",
+    "official_langchain_active",
+]
 
 logger = logging.getLogger("logprobscope")
 
 _OFFICIAL_LANGCHAIN: Final = "opentelemetry.instrumentation.genai.langchain"
+
+
+class _Run(Protocol):
+    @property
+    def done(self) -> bool: ...
+
+
+# The LangChain run our handler is recording in this context: the `openai` call LangChain
+# makes for it is then left to the handler (one record per call, not two). Set by the
+# handler's start hook, which LangChain calls in the caller's thread or task (and, for a
+# stream, in the context the caller reads it from); a run that has ended claims nothing.
+# A weak reference: the context outlives the run, and must not keep its telemetry alive.
+_LANGCHAIN_RUN: contextvars.ContextVar[weakref.ref[_Run] | None] = contextvars.ContextVar(
+    "logprobscope_langchain_run", default=None
+)
+
+
+def claim_langchain_run(run: _Run) -> None:
+    """Mark `run` as the LangChain run recorded in the current context."""
+    _LANGCHAIN_RUN.set(weakref.ref(run))
+
+
+def langchain_run_claimed() -> bool:
+    """Whether a LangChain run our handler records is under way in the current context."""
+    ref = _LANGCHAIN_RUN.get()
+    run = ref() if ref is not None else None
+    return run is not None and not run.done
 
 
 def adoptable(span: object) -> bool:

@@ -95,3 +95,24 @@ def test_content_capture_follows_the_variable(
     assert batch["attributes"][n.TOKENS_LOGPROBS] == run.calls[0]["logprobs"]
     assert (n.TOKENS_TEXTS in batch["attributes"]) is (capture == "true")
     assert (n.GEN_AI_INPUT_MESSAGES in invoke["attributes"]) is (capture == "true")
+
+
+@pytest.mark.parametrize("app", [RAW_APP, LANGCHAIN_APP], ids=["raw-openai", "langchain"])
+def test_next_to_opentelemetry_genai_instrumentations(
+    server: ReplayServer, tmp_path: Path, app: Path
+) -> None:
+    # opentelemetry-instrument loads theirs too (installed from PyPI): still one chat span
+    # per call, theirs, with our logprob events on it.
+    run = run_instrumented(
+        app,
+        base_url=server.base_url,
+        workdir=tmp_path,
+        env={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ""},
+    )
+    chats = run.spans("chat gpt-4o")
+    assert len(chats) == len(run.calls), [s["name"] for s in run.spans()]
+    for call, span in zip(run.calls, chats, strict=True):
+        assert event_logprobs(span) == call["logprobs"], call["call"]
+        attributes = span["attributes"]
+        assert attributes["gen_ai.provider.name"] == "openai"
+        assert attributes[n.LOGPROBS_TOKEN_COUNT] == len(call["logprobs"])

@@ -61,6 +61,37 @@ _MIN_BATCH_TOKENS = 64
 _NO_EXEMPLAR_CONTEXT = trace.set_span_in_context(trace.INVALID_SPAN)
 
 
+# Our attributes, the only ones set on another instrumentation's span.
+_OURS = "logprobs."
+
+
+def _hook_end(span: Span, call: CallTelemetry) -> object:
+    """Make `span.end()` (its owner's call) finish `call`'s part first; return the hook."""
+    try:
+        original = span.end
+
+        def end(*args: object, **kwargs: object) -> None:
+            _unhook_end(span, end)
+            try:
+                call._owner_ends()
+            finally:
+                original(*args, **kwargs)  # type: ignore[arg-type]
+
+        span.end = end  # type: ignore[method-assign]
+        return end
+    except Exception:  # a span that takes no attribute: our part ends when the call does
+        logger.debug("hooking the end of another instrumentation's span failed", exc_info=True)
+        return None
+
+
+def _unhook_end(span: Span, hook: object) -> None:
+    try:
+        if hook is not None and vars(span).get("end") is hook:
+            del vars(span)["end"]
+    except Exception:
+        logger.debug("unhooking a span's end failed", exc_info=True)
+
+
 def capture_content_from_env() -> bool:
     """Whether `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` asks for content capture.
 
@@ -332,6 +363,7 @@ class LogprobTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None = None,
         context: Context | None = None,
         start_time_ns: int | None = None,
+        span: Span | None = None,
     ) -> CallTelemetry:
         """Start the span `chat {model}` (kind CLIENT) for one call; return its recorder.
 
@@ -343,6 +375,14 @@ class LogprobTelemetry:
         dicts) become `gen_ai.input.messages` only when content capture is on.
         `start_time_ns` (wall clock, ns since epoch) backdates the span's start and the
         duration's origin, for entry points that learn of a call after it started.
+
+        `span`: another instrumentation's open span for this very call (see
+        `logprobscope._neighbours`). Then no span is started: our request attributes
+        (`logprobs.enabled`, `logprobs.top_logprobs`, the threshold), the token events and
+        the `logprobs.*` summary attributes go on that span, which its owner names, sets
+        the status of and ends; only the `logprobs.*` metrics are recorded (the owner records
+        `gen_ai.client.*`). If the owner ends the span before this call ends, our part is
+        finished just before (a stream as not completed), so nothing is set on an ended span.
         """
         try:
             return CallTelemetry(
@@ -356,6 +396,7 @@ class LogprobTelemetry:
                 input_messages=input_messages,
                 context=context,
                 start_time_ns=start_time_ns,
+                span=span,
             )
         except Exception:
             logger.warning("starting the telemetry of a model call failed", exc_info=True)
@@ -407,6 +448,8 @@ class CallTelemetry:
         "_ended",
         "_warned",
         "_lock",
+        "_owned",
+        "_end_hook",
     )
 
     def __init__(
@@ -422,8 +465,11 @@ class CallTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None,
         context: Context | None,
         start_time_ns: int | None = None,
+        span: Span | None = None,
     ) -> None:
         self._telemetry = telemetry
+        self._owned = span is None  # our span, which we end; else its owner ends it
+        self._end_hook: object = None
         self._stream = stream
         self._ended = telemetry is None
         self._warned = False
@@ -499,15 +545,19 @@ class CallTelemetry:
         if self._capture and input_messages is not None:
             attributes[n.GEN_AI_INPUT_MESSAGES] = _input_messages_json(input_messages)
 
-        span = telemetry._tracer.start_span(
-            f"{n.OPERATION_CHAT} {model}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            start_time=start_time_ns,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        if span is None:
+            span = telemetry._tracer.start_span(
+                f"{n.OPERATION_CHAT} {model}",
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=start_time_ns,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        else:  # the owner's span: its gen_ai.* attributes are the owner's
+            span.set_attributes({k: v for k, v in attributes.items() if k.startswith(_OURS)})
+            parent = context_api.get_current()
         self._span = span
         self._recording = span.is_recording()
         # Metric exemplars point at this call's span.
@@ -544,6 +594,8 @@ class CallTelemetry:
         self._event_budget = budget
         self._token_events_left = tokens_left
         self._batch_slots = slots
+        if not self._owned:
+            self._end_hook = _hook_end(span, self)
 
     @classmethod
     def _disabled(cls) -> CallTelemetry:
@@ -685,6 +737,15 @@ class CallTelemetry:
             self._output_tokens = output_tokens
         if output_text is not None:
             self._output_text = output_text
+
+    def _owner_ends(self) -> None:
+        # The owner of the span we record into ends it before the call ended here (a stream
+        # it closed or collected first, a run its handler ended first): our part ends now.
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._finish(None, False if self._stream else None)
 
     def end(self, *, completed: bool | None = None) -> None:
         """The call ended with an answer: set the summary attributes, end the span, record.
@@ -902,7 +963,7 @@ class CallTelemetry:
             for p in probabilities:
                 record(p, attrs, context)
         times = self._chunk_times
-        if times:
+        if times and self._owned:
             self._chunk_times = array("d")
             record = instruments.time_per_output_chunk.record
             for seconds in times:
@@ -925,7 +986,7 @@ class CallTelemetry:
         except Exception:
             self._failed("ending the span")
             try:
-                if self._span.is_recording():
+                if self._owned and self._span.is_recording():
                     self._span.end()
             except Exception:
                 logger.debug("ending the span failed", exc_info=True)
@@ -939,8 +1000,11 @@ class CallTelemetry:
         self, summary: LogprobSummary, error: BaseException | None, completed: bool | None
     ) -> None:
         span = self._span
+        if not self._owned:
+            _unhook_end(span, self._end_hook)
         if not self._recording:
-            span.end()
+            if self._owned:
+                span.end()
             return
         if self._pending:
             self._emit_batch(self._last_ts)
@@ -981,6 +1045,9 @@ class CallTelemetry:
             attributes[n.GEN_AI_OUTPUT_MESSAGES] = _output_messages_json(
                 self._output_text, reasons[0] if reasons else None
             )
+        if not self._owned:  # the rest, the status and the end are the owner's
+            span.set_attributes({k: v for k, v in attributes.items() if k.startswith(_OURS)})
+            return
         if error is not None:
             error_type = _error_type(error)
             attributes[n.ERROR_TYPE] = error_type
@@ -1001,6 +1068,10 @@ class CallTelemetry:
             return
         attrs = self._metric_attributes()
         context = self._metric_context
+        if not self._owned:  # the owner records gen_ai.client.*
+            self._flush_observations()
+            self._record_logprob_metrics(instruments, summary, attrs, context)
+            return
         duration_attrs = attrs
         if error is not None:
             duration_attrs = {**attrs, n.ERROR_TYPE: _error_type(error)}
@@ -1018,6 +1089,15 @@ class CallTelemetry:
                 (self._first_chunk_perf - self._start_perf) / 1e9, attrs, context
             )
         self._flush_observations()
+        self._record_logprob_metrics(instruments, summary, attrs, context)
+
+    @staticmethod
+    def _record_logprob_metrics(
+        instruments: _Instruments,
+        summary: LogprobSummary,
+        attrs: Mapping[str, AttributeValue],
+        context: Context,
+    ) -> None:
         if summary.sum is not None:
             # Histograms take finite values only: an infinite perplexity (a -inf logprob
             # or an underflowing mean) stays on the span and is not observed here.
