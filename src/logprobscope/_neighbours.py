@@ -32,19 +32,25 @@ __all__ = [
     "adoptable",
     "claim_langchain_run",
     "current_chat_span",
-    "langchain_run_claimed",
+    "claimed_langchain_run",
     "langchain_run_span",
     "official_langchain_active",
+    "official_openai_active",
 ]
 
 logger = logging.getLogger("logprobscope")
 
 _OFFICIAL_LANGCHAIN: Final = "opentelemetry.instrumentation.genai.langchain"
+_OFFICIAL_OPENAI: Final = "opentelemetry.instrumentation.genai.openai"
 
 
 class _Run(Protocol):
     @property
     def done(self) -> bool: ...
+
+    def hand_over(self) -> bool:
+        """Let the `openai` call's instrumentation record the run; False if too late."""
+        ...
 
 
 # The LangChain run our handler is recording in this context: the `openai` call LangChain
@@ -62,11 +68,11 @@ def claim_langchain_run(run: _Run) -> None:
     _LANGCHAIN_RUN.set(weakref.ref(run))
 
 
-def langchain_run_claimed() -> bool:
-    """Whether a LangChain run our handler records is under way in the current context."""
+def claimed_langchain_run() -> _Run | None:
+    """The LangChain run our handler records in the current context, if under way."""
     ref = _LANGCHAIN_RUN.get()
     run = ref() if ref is not None else None
-    return run is not None and not run.done
+    return run if run is not None and not run.done else None
 
 
 def adoptable(span: object) -> bool:
@@ -97,20 +103,25 @@ def current_chat_span(context: Context | None = None) -> Span | None:
     return span if adoptable(span) else None
 
 
-def official_langchain_active() -> bool:
-    """Whether OpenTelemetry's LangChain instrumentation is instrumented in this process."""
-    module = sys.modules.get(_OFFICIAL_LANGCHAIN)
+def _instrumented(module_name: str, class_name: str) -> bool:
+    module = sys.modules.get(module_name)
     if module is None:
         return False
     try:
-        instrumentor = module.LangChainInstrumentor._instance
-        return bool(
-            instrumentor is not None
-            and instrumentor.is_instrumented_by_opentelemetry
-            and instrumentor._callback_handler is not None
-        )
+        instrumentor = getattr(module, class_name)._instance
+        return bool(instrumentor is not None and instrumentor.is_instrumented_by_opentelemetry)
     except Exception:
         return False
+
+
+def official_langchain_active() -> bool:
+    """Whether OpenTelemetry's LangChain instrumentation is instrumented in this process."""
+    return _instrumented(_OFFICIAL_LANGCHAIN, "LangChainInstrumentor")
+
+
+def official_openai_active() -> bool:
+    """Whether OpenTelemetry's OpenAI instrumentation is instrumented in this process."""
+    return _instrumented(_OFFICIAL_OPENAI, "OpenAIInstrumentor")
 
 
 def langchain_run_span(run_id: UUID) -> Span | None:

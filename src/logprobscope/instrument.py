@@ -71,7 +71,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from ._logprobs import TokenBuffer, TokenLogprob
-from ._neighbours import current_chat_span, langchain_run_claimed
+from ._neighbours import claimed_langchain_run, current_chat_span
 from ._patching import below_proxies, remove_layer
 from .otel import CallTelemetry, EventsMode, LogprobTelemetry
 
@@ -466,8 +466,11 @@ async def _traced_async(
 def _passes_through(state: _State, kwargs: Mapping[str, object]) -> bool:
     if _IN_CALL.get() or not state.active:
         return True
-    if langchain_run_claimed():
-        return True  # our LangChain handler records this call
+    run = claimed_langchain_run()
+    if run is not None:
+        # Our LangChain handler records this call, unless another instrumentation made a span
+        # for it, current now, and the handler has not started: then we record on that span.
+        return current_chat_span() is None or not run.hand_over()
     raw = _raw_mode(kwargs)
     if raw is not None and (raw != "true" or kwargs.get("stream") is True):
         return True  # with_streaming_response, or a raw stream: the caller reads the bytes

@@ -81,7 +81,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._logprobs import TokenBuffer
-from ._neighbours import claim_langchain_run, langchain_run_span, official_langchain_active
+from ._neighbours import (
+    claim_langchain_run,
+    langchain_run_span,
+    official_langchain_active,
+    official_openai_active,
+)
 from .otel import CallTelemetry, EventsMode, LogprobTelemetry
 
 __all__ = ["LogprobsCallbackHandler"]
@@ -173,6 +178,7 @@ class _Run:
         "_start",
         "run_id",
         "done",
+        "handed_over",
         "stream",
         "tokens",
         "streamed",
@@ -195,12 +201,22 @@ class _Run:
         self._start = start
         self.run_id = run_id
         self.done = False  # ended: it no longer claims the openai call under it
+        self.handed_over = False  # recorded by the openai call's instrumentation instead
         self.stream = stream
         self.tokens = TokenBuffer()  # this run's tokens, appended as they come
         self.streamed = False  # tokens came through on_llm_new_token
         self.response_model: str | None = None
         self.finish: str | None = None
         self.texts: list[str] | None = [] if capture else None
+
+    def hand_over(self) -> bool:
+        """Leave the run to the openai call's instrumentation, if ours has not started."""
+        if self._call is not None or self._start is None:
+            return False
+        self._start = None
+        self.handed_over = True
+        self._call = CallTelemetry._disabled()
+        return True
 
     @property
     def call(self) -> CallTelemetry:
@@ -327,9 +343,11 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
                 context=otel_context.get_current(),
                 start_time_ns=time.time_ns(),
             )
-            if official_langchain_active():
-                # Its span for this run is made by its own hook, after this one: ours
-                # starts on it at the first chunk or the end.
+            if official_langchain_active() or official_openai_active():
+                # Another instrumentation makes this run's span later: its LangChain one in
+                # its own hook, after this one (ours starts on it at the first chunk or the
+                # end), or its OpenAI one around the openai call (our raw-client patch, if
+                # instrumented, then records the run there and this handler stands aside).
                 run = _Run(None, stream, capture, run_id=run_id, start=lambda s: start(span=s))
             else:
                 run = _Run(start(), stream, capture)

@@ -245,3 +245,29 @@ async def test_all_four_on_a_langchain_app(
     seen = [e["logprob"] for e in message.response_metadata["logprobs"]["content"]]
     span = _the_one_span(otel, THEIR_LANGCHAIN_SCOPE)
     assert token_logprobs(span) == seen
+
+
+@pytest.mark.usefixtures("ended_twice")
+@pytest.mark.parametrize("way", ["invoke", "stream"])
+def test_langchain_next_to_their_openai_instrumentation_only(
+    otel: InMemoryOtel, server: ReplayServer, make_lc_model: LangChainFactory, way: str
+) -> None:
+    # Their OpenAI span is the call's only span: our handler stands aside, our raw-client
+    # patch records the run on it.
+    _instrument(otel, "theirs-first", OpenAIInstrumentor(), TheirOpenAI())
+    LangChainInstrumentor().instrument(
+        tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
+    model = make_lc_model(server, logprobs=True, top_logprobs=TOP_K)
+    if way == "invoke":
+        message = model.invoke(PROMPT)
+        seen = [e["logprob"] for e in message.response_metadata["logprobs"]["content"]]
+    else:
+        seen = []
+        for chunk in model.stream(PROMPT):
+            content = (chunk.response_metadata.get("logprobs") or {}).get("content") or []
+            seen += [e["logprob"] for e in content]
+    span = _the_one_span(otel, THEIR_OPENAI_SCOPE)
+    assert seen and token_logprobs(span) == seen
+    handler = LangChainInstrumentor().handler
+    assert handler is not None and handler.active_runs == 0
