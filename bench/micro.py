@@ -1,6 +1,11 @@
 """Micro-benchmark of the decode path alone (no network): SSE bytes to chunks, and handlers.
 
-    .venv/bin/python bench/micro.py            # µs per chunk of each stage, best of 7
+    .venv/bin/python bench/micro.py                # µs per chunk of each stage, best of 7
+    .venv/bin/python bench/micro.py --aggregation  # `agg + chunk` at 2,000 and 32,000 chunks,
+                                                   # content and tool-call argument deltas
+
+The last two lines are field confidence over a structured-output answer of n and 10·n tokens
+(µs per token: equal figures mean linear time).
 
 Feeds a pre-serialised stream (`bench/server.py`'s events, one SSE event per read, as the
 HTTP client hands them over) through the same objects `ChatStream` uses. It isolates the
@@ -24,6 +29,71 @@ import server  # noqa: E402
 
 def frames(n: int) -> list[bytes]:
     return [f"data: {p}\n\n".encode() for p in [*server.stream_events(n), "[DONE]"]]
+
+
+def tool_call_events(n: int) -> list[str]:
+    """A tool-calling answer streamed as OpenAI does: the call's head, then n argument deltas."""
+    import json
+
+    head = {"id": f"chatcmpl-tools{n}", "object": "chat.completion.chunk", "model": "bench"}
+
+    def event(delta: dict[str, object], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return json.dumps({**head, "choices": [choice]}, separators=(",", ":"))
+
+    call = {"index": 0, "id": "call_0", "type": "function"}
+    events = [
+        event(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{**call, "function": {"name": "f", "arguments": ""}}],
+            }
+        ),
+        event({"tool_calls": [{"index": 0, "function": {"arguments": '{"text":"'}}]}),
+    ]
+    for i in range(n):
+        events.append(event({"tool_calls": [{"index": 0, "function": {"arguments": f" w{i}"}}]}))
+    events.append(event({"tool_calls": [{"index": 0, "function": {"arguments": '"}'}}]}))
+    events.append(event({}, "tool_calls"))
+    return events
+
+
+def aggregation(sizes: tuple[int, ...] = (2000, 32000)) -> int:
+    """Per-chunk cost of `agg = agg + chunk` (and of the whole decode path) at each size."""
+    import json
+
+    from logprobscope._wire import StreamAccumulator
+
+    streams = {
+        "content tokens (top_logprobs=3)": server.stream_events,
+        "tool-call argument deltas": tool_call_events,
+    }
+    print("| chunks of | N | decode µs/chunk | aggregation µs/chunk |")
+    print("|---|---:|---:|---:|")
+    per: dict[tuple[str, int], float] = {}
+    for label, make in streams.items():
+        for n in sizes:
+            payloads = make(n)
+            reads = [f"data: {p}\n\n".encode() for p in [*payloads, "[DONE]"]]
+            bodies = [json.loads(p) for p in payloads]
+            acc = StreamAccumulator()
+            chunks = [c for c in (acc.feed(b) for b in bodies) if c is not None]
+
+            def agg_only(chunks: list[object] = chunks) -> None:
+                agg = chunks[0]
+                for chunk in chunks[1:]:
+                    agg = agg + chunk  # type: ignore[operator]
+                _ = agg.tool_calls  # type: ignore[attr-defined]  # the one join, at the end
+
+            rounds = 7 if n <= 2000 else 3
+            decode = best(lambda reads=reads: decode_stream(reads), len(bodies), rounds)
+            per[(label, n)] = best(agg_only, len(chunks), rounds)
+            print(f"| {label} | {n:,} | {decode:.2f} | {per[(label, n)]:.2f} |")
+    for label in streams:
+        ratio = per[(label, sizes[-1])] / per[(label, sizes[0])]
+        print(f"- {label}: per-chunk aggregation at {sizes[-1]:,} / at {sizes[0]:,}: {ratio:.2f}x")
+    return 0
 
 
 def decode_stream(reads: list[bytes], handlers: list[object] | None = None) -> object:
@@ -67,6 +137,58 @@ def decode_stream(reads: list[bytes], handlers: list[object] | None = None) -> o
     return last
 
 
+def json_answer(n: int) -> object:
+    """A structured-output answer of exactly n tokens, as a message holds it.
+
+    A JSON array of records (enum label, number, boolean, a string with non-ASCII text), cut
+    into n tokens of equal byte length: cuts fall inside keys, values, multi-byte characters
+    and across `"},` boundaries, so every token carries its `bytes`; three alternatives each.
+    """
+    import json
+
+    from logprobscope import TokenLogprobList
+
+    records = []
+    size = 0
+    while size < 4 * n:
+        i = len(records)
+        record = {
+            "id": i,
+            "label": "positive" if i % 3 else "negative",
+            "score": round(0.5 + (i % 50) / 100, 2),
+            "ok": i % 2 == 0,
+            "note": f"item {i}, café ✓",
+        }
+        records.append(record)
+        size += len(json.dumps(record, ensure_ascii=False).encode()) + 2
+    data = json.dumps({"items": records}, ensure_ascii=False).encode()
+    bounds = [len(data) * k // n for k in range(n + 1)]
+    entries = []
+    for k in range(n):
+        piece = data[bounds[k] : bounds[k + 1]]
+        text = piece.decode(errors="replace")
+        tops = [{"token": text, "logprob": -0.1, "bytes": list(piece)}] + [
+            {"token": alt, "logprob": -3.0 - j, "bytes": list(alt.encode())}
+            for j, alt in enumerate(("neg", " the"))
+        ]
+        entries.append({"token": text, "logprob": -0.1, "bytes": list(piece), "top_logprobs": tops})
+    return TokenLogprobList.from_json(entries)
+
+
+FIELDS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"label": {"enum": ["positive", "negative"]}},
+            },
+        }
+    },
+}
+
+
 def best(fn: Callable[[], object], n: int, rounds: int = 7) -> float:
     fn()
     times = []
@@ -82,7 +204,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--otel", action="store_true", help="also the OTel handler's modes")
+    parser.add_argument(
+        "--aggregation", action="store_true", help="`agg + chunk` at 2,000 and 32,000 chunks"
+    )
     args = parser.parse_args()
+    if args.aggregation:
+        return aggregation()
     n = args.n
     import json
 
@@ -166,6 +293,15 @@ def main() -> int:
             rows.append((f"whole decode path + OTel handler ({label})", with_handler))
     for label, fn in rows:
         print(f"{best(fn, n):8.2f} µs/chunk  {label}")
+    from logprobscope import field_confidence
+
+    for size in (n, 10 * n):  # the same cost per token at both sizes: linear time
+        answer = json_answer(size)
+
+        def fields(tokens: object = answer) -> None:
+            field_confidence(tokens, schema=FIELDS_SCHEMA)  # type: ignore[arg-type]
+
+        print(f"{best(fields, size):8.2f} µs/token  field confidence, {size:,}-token JSON answer")
     return 0
 
 

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from logprobscope import ChatOpenAI
+from logprobscope.instrument import uninstrument_openai
 from logprobscope.testing import Completion, Deviations, Faults, ReplayServer
 from tests.support.factories import ModelFactory, ServerFactory
 from tests.support.otel import InMemoryOtel
@@ -142,3 +143,10 @@ def otel() -> Iterator[InMemoryOtel]:
     pipeline = InMemoryOtel()
     yield pipeline
     pipeline.close()
+
+
+@pytest.fixture
+def no_global_instrumentation() -> Iterator[None]:
+    """Whatever a test does, the SDK's classes are left unpatched."""
+    yield
+    uninstrument_openai()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ._callbacks import AsyncCallbackHandler, BaseCallbackHandler, Callbacks, Run
+from ._content import ContentPart, FilePart, ImagePart, InputAudioPart, RefusalPart, TextPart
+from ._fields import FieldAlternative, FieldConfidence, FieldReport, field_confidence
 from ._logprobs import ChoiceLogprobs, TokenLogprob, TokenLogprobList, TopLogprob
 from ._messages import (
     AIMessage,
@@ -19,6 +21,9 @@ from ._messages import (
 from ._model import ChatOpenAI
 from ._params import CallOptions
 from ._stream import AsyncChatStream, ChatStream
+from ._structured import ResponseFormat, StructuredChatModel, StructuredOutput
+from ._toolcalls import InvalidToolCall, ToolCall, ToolCallChunk
+from ._tools import ToolChoice, ToolLike
 from ._version import __version__
 
 __all__ = [
@@ -33,16 +38,34 @@ __all__ = [
     "ChatOpenAI",
     "ChatStream",
     "ChoiceLogprobs",
+    "ContentPart",
     "DeveloperMessage",
+    "FieldAlternative",
+    "FieldConfidence",
+    "FieldReport",
+    "FilePart",
     "HumanMessage",
+    "ImagePart",
+    "InputAudioPart",
+    "InvalidToolCall",
     "MessageInput",
+    "RefusalPart",
+    "ResponseFormat",
     "ResponseMetadata",
     "Run",
+    "StructuredChatModel",
+    "StructuredOutput",
     "SystemMessage",
+    "TextPart",
     "TokenLogprob",
     "TokenLogprobList",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolChoice",
+    "ToolLike",
     "ToolMessage",
     "TopLogprob",
     "UsageMetadata",
     "__version__",
+    "field_confidence",
 ]

@@ -5,10 +5,39 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ._construct import construct, construct_fields_set
+from ._content import ContentPart, check_parts
+from ._lazy import (
+    NO_TOOLS,
+    ChunkContent,
+    ChunkDict,
+    ChunkLazy,
+    Extras,
+    Slice,
+    StreamText,
+    get_dict,
+    joined,
+)
 from ._logprobs import ChoiceLogprobs, concat_optional
+from ._toolcalls import (
+    InvalidToolCall,
+    ToolCall,
+    ToolCallChunk,
+    deltas_from_json,
+    deltas_of,
+    merge,
+    parse_calls,
+    tool_calls_to_openai,
+)
 
 __all__ = [
     "AIMessage",
@@ -25,8 +54,7 @@ __all__ = [
 ]
 
 _FROZEN = ConfigDict(frozen=True, ser_json_inf_nan="constants")  # see _logprobs._CONFIG
-
-ContentPart = dict[str, object]
+_MESSAGE = ConfigDict(frozen=True, ser_json_inf_nan="constants", extra="forbid")
 
 
 class UsageMetadata(BaseModel):
@@ -77,38 +105,56 @@ class ResponseMetadata(BaseModel):
 
 
 class BaseMessage(BaseModel):
-    """A chat message; `role` is fixed by the subclass."""
+    """A chat message; `role` is fixed by the subclass.
 
-    model_config = _FROZEN
+    Every field is one the Chat Completions API takes on that role's messages; any other
+    field is refused (`ValueError`) rather than silently not sent.
+    """
+
+    model_config = _MESSAGE
 
     role: str
     content: str | list[ContentPart] = ""
 
+    @field_validator("content")
+    @classmethod
+    def _check_parts(cls, value: str | list[ContentPart]) -> str | list[ContentPart]:
+        if isinstance(value, list):
+            check_parts(value)
+        return value
+
     def to_openai(self) -> dict[str, object]:
         """The message as the Chat Completions API takes it."""
-        return {"role": self.role, "content": self.content}
+        out: dict[str, object] = {"role": self.role, "content": self.content}
+        name = self.__dict__.get("name")
+        if name is not None:
+            out["name"] = name
+        return out
 
 
 class SystemMessage(BaseMessage):
     """System instructions."""
 
     role: Literal["system"] = "system"
+    name: str | None = None
 
 
 class DeveloperMessage(BaseMessage):
     """Developer instructions (the newer name of the system role at OpenAI)."""
 
     role: Literal["developer"] = "developer"
+    name: str | None = None
 
 
 class HumanMessage(BaseMessage):
-    """A user's message."""
+    """A user's message: text, or parts (text, image_url, input_audio, file)."""
 
     role: Literal["user"] = "user"
+    name: str | None = None
 
 
 class ToolMessage(BaseMessage):
-    """The result of a tool call."""
+    """The result of a tool call, answering the call whose id is `tool_call_id`."""
 
     role: Literal["tool"] = "tool"
     tool_call_id: str
@@ -119,106 +165,146 @@ class ToolMessage(BaseMessage):
 
 
 class AIMessage(BaseMessage):
-    """The model's answer, with its logprobs in `response_metadata.logprobs.content`."""
+    """The model's answer, with its logprobs in `response_metadata.logprobs`.
+
+    `content` is the text ("" when the model answered with tool calls or a refusal);
+    `refusal` the refusal text, whose tokens are `response_metadata.logprobs.refusal`;
+    `tool_calls` the calls whose arguments parse to a JSON object, `invalid_tool_calls`
+    the others, kept with their raw text. `name`, `audio` (`{"id": ...}` of an earlier
+    audio answer) and `function_call` (deprecated) are only sent, never filled by a call.
+    """
 
     role: Literal["assistant"] = "assistant"
     content: str = ""
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    invalid_tool_calls: list[InvalidToolCall] = Field(default_factory=list)
+    audio: dict[str, object] | None = None
+    function_call: dict[str, object] | None = None
     response_metadata: ResponseMetadata = Field(default_factory=ResponseMetadata)
     usage_metadata: UsageMetadata | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_openai(cls, data: object) -> object:
+        # The wire shape as OpenAI documents it: content null or absent, tool calls as
+        # {"id", "type", "function": {"name", "arguments"}} (unparseable ones kept).
+        if not isinstance(data, Mapping):
+            return data
+        fields = dict(data)
+        content = fields.get("content")
+        if "content" in fields and content is None:
+            fields["content"] = ""
+        elif isinstance(content, list):
+            raise ValueError(
+                "an assistant message's content must be a string: join its text parts "
+                "(content parts are not supported on assistant messages here)"
+            )
+        calls = fields.get("tool_calls")
+        if isinstance(calls, list) and any(_is_wire_call(c) for c in calls):
+            valid: list[object] = []
+            invalid: list[object] = list(fields.get("invalid_tool_calls") or [])
+            for i, call in enumerate(calls):
+                if _is_wire_call(call):
+                    parsed, failed = parse_calls(deltas_from_json([call]))
+                    valid.extend(c.model_copy(update={"index": i}) for c in parsed)
+                    invalid.extend(c.model_copy(update={"index": i}) for c in failed)
+                else:
+                    valid.append(call)
+            fields["tool_calls"] = valid
+            fields["invalid_tool_calls"] = invalid
+        return fields
 
-class StreamText(list[str]):
-    """A stream's text pieces: appended to by that stream only, never by `+`."""
+    def to_openai(self) -> dict[str, object]:
+        """The message as the Chat Completions API takes it.
 
-    __slots__ = ()
+        `content` is left out when it is empty and the tool calls, refusal, audio or
+        function call carry the answer (the API's own shape); tool calls are sent with
+        their arguments as the model wrote them.
 
-
-class _TextSlice:
-    """Content not joined yet: pieces[start:stop] of a shared, append-only list."""
-
-    __slots__ = ("pieces", "start", "stop")
-
-    def __init__(self, pieces: list[str], start: int, stop: int) -> None:
-        self.pieces = pieces
-        self.start = start
-        self.stop = stop
-
-
-_instance_dict = BaseModel.__dict__["__dict__"]  # the slot descriptor of every model's dict
-_get_dict = _instance_dict.__get__
-_set_dict = _instance_dict.__set__
-
-
-def _joined(fields: dict[str, object]) -> dict[str, object]:
-    value = fields["content"]
-    if type(value) is _TextSlice:
-        fields["content"] = "".join(value.pieces[value.start : value.stop])
-    return fields
-
-
-class _ChunkDict:
-    """`chunk.__dict__`, with pending text joined first."""
-
-    __slots__ = ()
-
-    def __get__(self, obj: object, owner: type | None = None) -> dict[str, object]:
-        if obj is None:
-            raise AttributeError("__dict__")
-        return _joined(_get_dict(obj))
-
-    def __set__(self, obj: object, value: dict[str, object]) -> None:
-        _set_dict(obj, value)  # copy, deepcopy and unpickling set it
+        Raises:
+            ValueError: a tool call without an id or a function name.
+        """
+        fields = self.__dict__
+        out: dict[str, object] = {"role": "assistant"}
+        calls = tool_calls_to_openai(fields["tool_calls"], fields["invalid_tool_calls"])
+        content = fields["content"]
+        refusal = fields["refusal"]
+        audio = fields["audio"]
+        function_call = fields["function_call"]
+        if content or not (calls or refusal is not None or audio or function_call):
+            out["content"] = content
+        if fields["name"] is not None:
+            out["name"] = fields["name"]
+        if refusal is not None:
+            out["refusal"] = refusal
+        if calls:
+            out["tool_calls"] = calls
+        if audio is not None:
+            out["audio"] = audio
+        if function_call is not None:
+            out["function_call"] = function_call
+        return out
 
 
-class _ChunkContent:
-    """`chunk.content`, the text joined on first read (a chunk of a stream holds a slice)."""
-
-    __slots__ = ()
-
-    def __get__(self, obj: object, owner: type | None = None) -> object:
-        if obj is None:
-            raise AttributeError("content")  # like any pydantic field on the class
-        fields = _get_dict(obj)
-        value = fields["content"]
-        if type(value) is _TextSlice:
-            value = fields["content"] = "".join(value.pieces[value.start : value.stop])
-        return value
-
-    def __set__(self, obj: object, value: object) -> None:
-        # Only `object.__setattr__` gets here (pydantic's __setattr__ refuses frozen
-        # models first): it wrote into the instance dict, and still does.
-        _get_dict(obj)["content"] = value
+def _is_wire_call(value: object) -> bool:
+    return isinstance(value, Mapping) and "function" in value
 
 
 class AIMessageChunk(AIMessage):
     """A piece of a streamed answer; `agg = agg + chunk` adds them up.
 
-    Adding the chunks of one stream costs O(1) each: content and logprobs stay in the
-    stream's shared buffers and are joined or built only when read.
+    Adding the chunks of one stream costs O(1) each: content, refusal, tool-call deltas
+    and logprobs stay in the stream's shared buffers and are joined only when read.
+    `tool_call_chunks` are the raw deltas (merged by index in an aggregate); `tool_calls`
+    and `invalid_tool_calls` are what the arguments so far parse to, so a call still
+    being streamed is an invalid one until its arguments are complete.
     """
 
-    __slots__ = ("_text",)
+    __slots__ = ("_text", "_more")
 
     # Every reader of the fields (attribute access, model_dump, repr, ==, copy, pickle) goes
-    # through `content` or `__dict__`: both are data descriptors that join pending text
-    # there, once (`content` is set below the class). Other attributes are read at C speed.
-    __dict__ = _ChunkDict()
+    # through a lazy field's descriptor or `__dict__`: both are data descriptors that join
+    # pending pieces there, once (they are set below the class). Other attributes are read
+    # at C speed.
+    __dict__ = ChunkDict()
 
-    def _slice(self) -> _TextSlice | None:
-        return _slice_of(self)
+    @model_validator(mode="before")
+    @classmethod
+    def _from_chunks(cls, data: object) -> object:
+        if not isinstance(data, Mapping) or "tool_call_chunks" not in data:
+            return data
+        fields = dict(data)
+        chunks = [ToolCallChunk.model_validate(c) for c in fields.pop("tool_call_chunks") or ()]
+        valid, invalid = parse_calls((c.index, c.id, c.name, c.arguments) for c in chunks)
+        fields["tool_calls"] = [*(fields.get("tool_calls") or ()), *valid]
+        fields["invalid_tool_calls"] = [*(fields.get("invalid_tool_calls") or ()), *invalid]
+        return fields
+
+    @property
+    def tool_call_chunks(self) -> list[ToolCallChunk]:
+        """The tool-call deltas of this chunk (of an aggregate: merged by index)."""
+        more = _extras_of(self)
+        deltas = merge(more.tools.items()) if more is not None and more.tools else []
+        return [
+            ToolCallChunk.model_construct(index=index, id=call_id, name=name, arguments=args)
+            for index, call_id, name, args in deltas
+        ]
 
     def __add__(self, other: AIMessageChunk) -> AIMessageChunk:
-        """Concatenate content and logprobs; keep the latest metadata and usage."""
+        """Concatenate content, refusal, tool-call deltas and logprobs; keep the latest
+        metadata and usage."""
         if not isinstance(other, AIMessageChunk):
             return NotImplemented
         mine = _slice_of(self)
         theirs = _slice_of(other)
         if mine is not None and theirs is not None and mine.pieces is theirs.pieces:
             if mine.stop == theirs.start:
-                text = _TextSlice(mine.pieces, mine.start, theirs.stop)
+                text = Slice(mine.pieces, mine.start, theirs.stop)
             elif mine.stop == len(mine.pieces) and type(mine.pieces) is not StreamText:
                 mine.pieces.extend(theirs.pieces[theirs.start : theirs.stop])
-                text = _TextSlice(mine.pieces, mine.start, len(mine.pieces))
+                text = Slice(mine.pieces, mine.start, len(mine.pieces))
             else:
                 text = _fork(self, other)
         elif (
@@ -227,62 +313,100 @@ class AIMessageChunk(AIMessage):
             and type(mine.pieces) is not StreamText
         ):
             mine.pieces.append(other.content)
-            text = _TextSlice(mine.pieces, mine.start, len(mine.pieces))
+            text = Slice(mine.pieces, mine.start, len(mine.pieces))
         else:
             text = _fork(self, other)
-        fields = _get_dict(self)  # the raw dicts: reading them must not join the text
-        other_fields = _get_dict(other)
+        more = _extras_of(self)
+        other_more = _extras_of(other)
+        if more is None:
+            more = other_more
+        elif other_more is not None:
+            more = more + other_more
+        fields = get_dict(self)  # the raw dicts: reading them must not join the text
+        other_fields = get_dict(other)
         usage = other_fields["usage_metadata"] or fields["usage_metadata"]
         return make_chunk(
-            text, fields["response_metadata"] + other_fields["response_metadata"], usage
+            text, fields["response_metadata"] + other_fields["response_metadata"], usage, more
         )
 
     def to_message(self) -> AIMessage:
         """The same answer as a plain `AIMessage`."""
-        return AIMessage.model_construct(
-            content=self.content,
-            response_metadata=self.response_metadata,
-            usage_metadata=self.usage_metadata,
-        )
+        fields = self.__dict__
+        return construct_fields_set(AIMessage, dict(fields), set(self.model_fields_set))
 
 
-def _fork(left: AIMessageChunk, right: AIMessageChunk) -> _TextSlice:
+def _fork(left: AIMessageChunk, right: AIMessageChunk) -> Slice[str]:
     pieces = [left.content, right.content]
-    return _TextSlice(pieces, 0, 2)
+    return Slice(pieces, 0, 2)
 
 
 _get = object.__getattribute__
 
 
-def _slice_of(chunk: AIMessageChunk) -> _TextSlice | None:
+def _slice_of(chunk: AIMessageChunk) -> Slice[str] | None:
     try:
-        text: _TextSlice = _get(chunk, "_text")
+        text: Slice[str] = _get(chunk, "_text")
     except AttributeError:  # built by the user, copied or unpickled: no shared buffer
         return None
     return text
 
 
+def _extras_of(chunk: AIMessageChunk) -> Extras | None:
+    try:
+        more: Extras | None = _get(chunk, "_more")
+    except AttributeError:  # built by the user, copied or unpickled: from its fields
+        fields = joined(get_dict(chunk))
+        refusal = fields["refusal"]
+        deltas = deltas_of(fields["tool_calls"], fields["invalid_tool_calls"])  # type: ignore[arg-type]
+        if refusal is None and not deltas:
+            return None
+        return Extras(
+            Slice([refusal], 0, 1) if isinstance(refusal, str) else None,
+            Slice(deltas, 0, len(deltas)) if deltas else None,
+        )
+    return more
+
+
 _set_text = AIMessageChunk.__dict__["_text"].__set__
-# Set on the class after pydantic built it: in the class body it would be a field.
-type.__setattr__(AIMessageChunk, "content", _ChunkContent())
+_set_more = AIMessageChunk.__dict__["_more"].__set__
+# Set on the class after pydantic built it: in the class body they would be fields.
+type.__setattr__(AIMessageChunk, "content", ChunkContent())
+for _name in ("refusal", "tool_calls", "invalid_tool_calls"):
+    type.__setattr__(AIMessageChunk, _name, ChunkLazy(_name))
 _CHUNK_FIELDS_SET = frozenset({"content", "response_metadata", "usage_metadata"})
 
 
 def make_chunk(
-    text: _TextSlice, metadata: ResponseMetadata, usage: UsageMetadata | None
+    text: Slice[str],
+    metadata: ResponseMetadata,
+    usage: UsageMetadata | None,
+    more: Extras | None = None,
 ) -> AIMessageChunk:
     """Build a chunk without validation (its parts are already typed)."""
+    refusal: Slice[str] | None = None
+    tools: object = NO_TOOLS
+    if more is not None:
+        refusal = more.refusal
+        if more.tools is not None:
+            tools = more.tools
     chunk = construct_fields_set(
         AIMessageChunk,
         {
             "role": "assistant",
             "content": text,
+            "name": None,
+            "refusal": refusal,
+            "tool_calls": tools,
+            "invalid_tool_calls": tools,
+            "audio": None,
+            "function_call": None,
             "response_metadata": metadata,
             "usage_metadata": usage,
         },
         set(_CHUNK_FIELDS_SET),
     )
     _set_text(chunk, text)
+    _set_more(chunk, more)
     return chunk
 
 
@@ -302,7 +426,8 @@ def coerce_messages(value: object) -> list[BaseMessage]:
 
     Raises:
         TypeError: the input is neither a string nor a sequence of messages.
-        ValueError: an unknown role, or an empty list.
+        ValueError: an unknown role, an empty list, or a field a message of that role
+            cannot carry or has in a shape the API does not take (named in the message).
     """
     if isinstance(value, str):
         return [HumanMessage(content=value)]
@@ -329,7 +454,15 @@ def coerce_messages(value: object) -> list[BaseMessage]:
                 f"message {i} has role {role!r}; expected one of {', '.join(sorted(_ROLES))}"
             )
         fields = {k: v for k, v in item.items() if k != "role"}
-        if cls is AIMessage and fields.get("content") is None:
-            fields["content"] = ""
-        out.append(cls.model_validate(fields))
+        allowed = cls.model_fields.keys() - {"role"}
+        unknown = sorted(set(fields) - allowed, key=str)
+        if unknown:
+            raise ValueError(
+                f"message {i} ({role}) has field {unknown[0]!r}, which a {role} message "
+                f"cannot carry; its fields are {', '.join(sorted(allowed))}"
+            )
+        try:
+            out.append(cls.model_validate(fields))
+        except ValidationError as exc:
+            raise ValueError(f"message {i} ({role}) is not valid: {exc}") from exc
     return out

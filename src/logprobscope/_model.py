@@ -13,17 +13,25 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from uuid import uuid4
 
 import openai
+from pydantic import BaseModel
 from typing_extensions import Unpack
 
 from ._callbacks import Callbacks, Handler, Run, RunCallbacks, check_handlers
+from ._endpoint import server_address_port
 from ._messages import AIMessage, BaseMessage, MessageInput, coerce_messages
 from ._params import CallOptions, build_request, merge_options, validate_options
 from ._stream import AsyncChatStream, ChatStream
+from ._tools import ToolChoice, ToolLike
 from ._wire import loads, message_from_completion
+
+if TYPE_CHECKING:
+    from ._structured import ResponseFormat, StructuredChatModel
+
+_M = TypeVar("_M", bound=BaseModel)
 
 __all__ = ["ChatOpenAI"]
 
@@ -81,6 +89,12 @@ class ChatOpenAI:
         temperature, top_p, max_tokens, seed, stop, n: as the Chat Completions API takes them
             (`n` must be 1: see `batch` for several samples).
         stream_usage: ask streams for a final usage chunk (`stream_options.include_usage`).
+        tools: tools the model may call: OpenAI tool dicts (sent unchanged), pydantic
+            models or typed functions (sent as strict function tools). See `bind_tools`.
+        tool_choice: "auto", "none", "required", a tool's name, or an OpenAI dict.
+        parallel_tool_calls: whether the model may call several tools in one answer.
+        response_format: an OpenAI dict, or a pydantic model sent as a strict JSON schema
+            (the answer's text is the JSON; `with_structured_output` also parses it).
         model_kwargs: any other request field, passed through.
         client, async_client: ready `openai.OpenAI` / `openai.AsyncOpenAI` clients; otherwise
             they are made from api_key, base_url, timeout and max_retries, or as the SDK
@@ -105,6 +119,10 @@ class ChatOpenAI:
         stop: str | Sequence[str] | None = None,
         n: int | None = None,
         stream_usage: bool = True,
+        tools: Sequence[ToolLike] | None = None,
+        tool_choice: ToolChoice | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: ResponseFormat | None = None,
         model_kwargs: Mapping[str, object] | None = None,
         client: openai.OpenAI | None = None,
         async_client: openai.AsyncOpenAI | None = None,
@@ -127,9 +145,13 @@ class ChatOpenAI:
             "stop": stop,
             "n": n,
             "stream_usage": stream_usage,
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "parallel_tool_calls": parallel_tool_calls,
+            "response_format": response_format,
             "model_kwargs": {} if model_kwargs is None else model_kwargs,
         }
-        validate_options(options)
+        options = validate_options(options)
         options["model_kwargs"] = dict(options["model_kwargs"])  # a mapping: checked above
         self._options = options
         self._client = client
@@ -166,6 +188,66 @@ class ChatOpenAI:
         copy.__dict__.update(self.__dict__)
         copy._callbacks = self._callbacks + check_handlers(callbacks)
         return copy
+
+    def _with_options(self, **updates: object) -> ChatOpenAI:
+        options = validate_options(merge_options(self._options, updates))
+        copy = object.__new__(ChatOpenAI)
+        copy.__dict__.update(self.__dict__)
+        copy._options = options
+        return copy
+
+    def bind_tools(
+        self,
+        tools: Sequence[ToolLike],
+        *,
+        tool_choice: ToolChoice | None = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> ChatOpenAI:
+        """A copy of this model whose every call offers `tools` (clients shared).
+
+        Tools are OpenAI tool dicts (sent unchanged), pydantic models or typed functions
+        (strict function tools: `additionalProperties: false`, every argument required;
+        a function's docstring gives the descriptions). The answers' calls are in
+        `AIMessage.tool_calls`; answer each with a `ToolMessage(tool_call_id=call.id)`.
+
+        Raises:
+            TypeError, ValueError: a tool that cannot be described, or a `tool_choice`
+                naming none of the tools.
+        """
+        return self._with_options(
+            tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls
+        )
+
+    @overload
+    def with_structured_output(
+        self, schema: type[_M], *, name: str | None = None, strict: bool | None = None
+    ) -> StructuredChatModel[_M]: ...
+
+    @overload
+    def with_structured_output(
+        self, schema: Mapping[str, object], *, name: str | None = None, strict: bool | None = None
+    ) -> StructuredChatModel[dict[str, object]]: ...
+
+    def with_structured_output(
+        self,
+        schema: type[BaseModel] | Mapping[str, object],
+        *,
+        name: str | None = None,
+        strict: bool | None = None,
+    ) -> StructuredChatModel[Any]:
+        """This model answering in `schema`, its answers parsed next to their messages.
+
+        `schema` is a pydantic model (sent as a strict JSON schema; answers parsed into
+        instances) or a JSON schema dict (named by `name` or its "title"; `strict` sent
+        when given; answers parsed into dicts). A complete `response_format` dict
+        (`{"type": "json_schema", ...}`) is taken as it is. Calls return
+        `StructuredOutput(message, parsed, parsing_error)`: unlike LangChain's default,
+        the message (and its logprobs) always comes along.
+        """
+        from ._structured import StructuredChatModel, parser_for
+
+        response_format, parse = parser_for(schema, name=name, strict=strict)
+        return StructuredChatModel(self._with_options(response_format=response_format), parse)
 
     # -- clients ------------------------------------------------------------------------
 
@@ -242,16 +324,15 @@ class ChatOpenAI:
         tags: Sequence[str] | None,
         metadata: Mapping[str, object] | None,
     ) -> _Prepared:
-        options = merge_options(self._options, overrides) if overrides else self._options
+        options = self._options
         if overrides:
-            validate_options(options)
+            options = validate_options(merge_options(options, overrides))
         messages = coerce_messages(input)
         kwargs, params = build_request(options, messages, stream=stream)
         handlers = self._callbacks + check_handlers(callbacks) if callbacks else self._callbacks
         run_callbacks = None
         if handlers:
-            url = client.base_url
-            port = url.port or (443 if url.scheme == "https" else 80)
+            host, port = server_address_port(client.base_url)
             run = Run.model_construct(
                 run_id=uuid4(),
                 model=options["model"],
@@ -260,7 +341,7 @@ class ChatOpenAI:
                 tags=self._tags + tuple(tags or ()),
                 metadata={**self._metadata, **(metadata or {})},
                 provider="openai",
-                server_address=url.host,
+                server_address=host,
                 server_port=port,
             )
             run_callbacks = RunCallbacks(run, handlers)

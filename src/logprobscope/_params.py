@@ -8,7 +8,10 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import TypedDict
 
+from pydantic import BaseModel
+
 from ._messages import BaseMessage
+from ._tools import ToolChoice, ToolLike, convert_tool_choice, convert_tools
 
 __all__ = ["CallOptions", "build_request", "merge_options", "validate_options"]
 
@@ -16,8 +19,11 @@ __all__ = ["CallOptions", "build_request", "merge_options", "validate_options"]
 class CallOptions(TypedDict, total=False):
     """Request parameters; set on the model, overridable on each call.
 
-    `model_kwargs` holds any other request field (`frequency_penalty`, `response_format`,
-    a server's own extension, ...), passed through as given.
+    `tools` are dicts (sent unchanged), pydantic models or typed functions (sent as strict
+    function tools); `tool_choice` is "auto", "none", "required", a tool's name or a dict;
+    `response_format` a dict or a pydantic model (sent as a strict JSON schema).
+    `model_kwargs` holds any other request field (`frequency_penalty`, a server's own
+    extension, ...), passed through as given.
     """
 
     model: str
@@ -30,6 +36,10 @@ class CallOptions(TypedDict, total=False):
     stop: str | Sequence[str] | None
     n: int | None
     stream_usage: bool
+    tools: Sequence[ToolLike] | None
+    tool_choice: ToolChoice | None
+    parallel_tool_calls: bool | None
+    response_format: Mapping[str, object] | type[BaseModel] | None
     model_kwargs: Mapping[str, object]
 
 
@@ -57,8 +67,11 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate_options(options: CallOptions) -> None:
-    """Raise `ValueError`/`TypeError` with a clear message for any invalid parameter."""
+def validate_options(options: CallOptions) -> CallOptions:
+    """`options` ready to send: tools, tool_choice and response_format as the API takes them.
+
+    Raises `ValueError`/`TypeError` with a clear message for any invalid parameter.
+    """
     model = options.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ValueError("model must be a non-empty string, e.g. model='gpt-4o'")
@@ -114,6 +127,33 @@ def validate_options(options: CallOptions) -> None:
         raise ValueError(
             f"model_kwargs may not set {', '.join(sorted(clash))}: use stream()/stream_usage"
         )
+    return _convert(options, extra)
+
+
+def _convert(options: CallOptions, extra: Mapping[str, object]) -> CallOptions:
+    from ._structured import response_format_param  # it imports this module
+
+    out: CallOptions = dict(options)  # type: ignore[assignment]
+    twice = {"tools", "tool_choice", "parallel_tool_calls", "response_format"} & {
+        name for name in extra if options.get(name) is not None
+    }
+    if twice:
+        raise ValueError(
+            f"{', '.join(sorted(twice))} given both as a parameter and in model_kwargs"
+        )
+    tools = options.get("tools")
+    converted = None if tools is None else convert_tools(tools)
+    out["tools"] = converted
+    choice = options.get("tool_choice")
+    if choice is not None:
+        out["tool_choice"] = convert_tool_choice(choice, converted)
+    parallel = options.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise TypeError(f"parallel_tool_calls must be True or False, not {parallel!r}")
+    response_format = options.get("response_format")
+    if response_format is not None:
+        out["response_format"] = response_format_param(response_format)
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -123,7 +163,18 @@ def _sdk_arguments() -> frozenset[str]:
     return frozenset(inspect.signature(Completions.create).parameters) - {"self"}
 
 
-_BODY_FIELDS = ("temperature", "top_p", "max_tokens", "seed", "stop", "n")
+_BODY_FIELDS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "stop",
+    "n",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+)
 
 
 def build_request(

@@ -11,17 +11,12 @@ import json
 from pydantic_core import from_json
 
 from ._construct import construct
+from ._lazy import Extras, Slice, StreamDeltas, StreamText
 from ._logprobs import ChoiceLogprobs, TokenBuffer, TokenLogprobList
-from ._messages import (
-    AIMessage,
-    AIMessageChunk,
-    ResponseMetadata,
-    StreamText,
-    UsageMetadata,
-    _TextSlice,
-)
+from ._messages import AIMessage, AIMessageChunk, ResponseMetadata, UsageMetadata
 from ._messages import make_chunk as _make_chunk
 from ._text import valid_json
+from ._toolcalls import deltas_from_json, parse_calls, tool_calls_from_json
 
 __all__ = ["StreamAccumulator", "loads", "message_from_completion", "usage_from_json"]
 
@@ -95,7 +90,10 @@ def message_from_completion(body: dict[str, object]) -> AIMessage:
     """The first choice of a decoded `chat.completion` as an `AIMessage`."""
     choice = _first_choice(body.get("choices")) or {}
     message = choice.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(message, dict):
+        message = {}
+    content = message.get("content")
+    tool_calls, invalid_tool_calls = tool_calls_from_json(message.get("tool_calls"))
     metadata = construct(
         ResponseMetadata,
         {
@@ -112,6 +110,12 @@ def message_from_completion(body: dict[str, object]) -> AIMessage:
         {
             "role": "assistant",
             "content": content if isinstance(content, str) else "",
+            "name": None,
+            "refusal": _str_or_none(message.get("refusal")),
+            "tool_calls": tool_calls,
+            "invalid_tool_calls": invalid_tool_calls,
+            "audio": None,
+            "function_call": None,
             "response_metadata": metadata,
             "usage_metadata": usage_from_json(body.get("usage")),
         },
@@ -121,12 +125,16 @@ def message_from_completion(body: dict[str, object]) -> AIMessage:
 class StreamAccumulator:
     """Turns decoded `chat.completion.chunk` objects into chunks, and keeps the whole answer.
 
-    All chunks of one stream share `pieces` (text) and two token buffers, so a chunk costs
-    what its own tokens cost and `message()` joins everything once.
+    All chunks of one stream share `pieces` (text), `refusals` (refusal text), `deltas`
+    (tool-call deltas) and two token buffers, so a chunk costs what its own tokens cost and
+    `message()` joins everything once.
     """
 
     __slots__ = (
         "pieces",
+        "refusals",
+        "deltas",
+        "saw_refusal_text",
         "content",
         "refusal",
         "saw_logprobs",
@@ -144,6 +152,9 @@ class StreamAccumulator:
         # Owned: `chunk + other` never appends to these, so `message()` reads this stream's
         # answer only, whatever the user adds the chunks to.
         self.pieces = StreamText()
+        self.refusals = StreamText()
+        self.deltas = StreamDeltas()
+        self.saw_refusal_text = False
         self.content = TokenBuffer(owned=True)
         self.refusal = TokenBuffer(owned=True)
         self.saw_logprobs = False
@@ -174,6 +185,7 @@ class StreamAccumulator:
         if usage_metadata is not None:
             self.usage = usage_metadata
         choice = _first_choice(body.get("choices"))
+        more = None
         if choice is None:
             if usage_metadata is None:
                 return None
@@ -182,8 +194,13 @@ class StreamAccumulator:
             finish_reason: str | None = None
         else:
             delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, dict) else None
-            text = content if type(content) is str else ""
+            if type(delta) is dict:
+                content = delta.get("content")
+                text = content if type(content) is str else ""
+                if delta.get("refusal") is not None or delta.get("tool_calls") is not None:
+                    more = self._extras(delta)
+            else:
+                text = ""
             logprobs = self._logprobs(choice.get("logprobs"))
             reason = choice.get("finish_reason")
             finish_reason = reason if type(reason) is str else None
@@ -204,7 +221,26 @@ class StreamAccumulator:
                 "incomplete": False,
             },
         )
-        return _make_chunk(_TextSlice(pieces, n - 1, n), metadata, usage_metadata)
+        return _make_chunk(Slice(pieces, n - 1, n), metadata, usage_metadata, more)
+
+    def _extras(self, delta: dict[str, object]) -> Extras | None:
+        """A delta's refusal text and tool-call deltas, appended to the stream's own lists."""
+        refusal_slice = None
+        refusal = delta.get("refusal")
+        if type(refusal) is str:
+            self.saw_refusal_text = True
+            self.refusals.append(refusal)
+            n = len(self.refusals)
+            refusal_slice = Slice(self.refusals, n - 1, n)
+        tools_slice = None
+        new = deltas_from_json(delta.get("tool_calls"))
+        if new:
+            start = len(self.deltas)
+            self.deltas.extend(new)
+            tools_slice = Slice(self.deltas, start, len(self.deltas))
+        if refusal_slice is None and tools_slice is None:
+            return None
+        return Extras(refusal_slice, tools_slice)
 
     def _logprobs(self, value: object) -> ChoiceLogprobs | None:
         if type(value) is not dict:
@@ -243,6 +279,7 @@ class StreamAccumulator:
                     else None,
                 },
             )
+        tool_calls, invalid_tool_calls = parse_calls(self.deltas)
         metadata = construct(
             ResponseMetadata,
             {
@@ -259,6 +296,12 @@ class StreamAccumulator:
             {
                 "role": "assistant",
                 "content": "".join(self.pieces),
+                "name": None,
+                "refusal": "".join(self.refusals) if self.saw_refusal_text else None,
+                "tool_calls": tool_calls,
+                "invalid_tool_calls": invalid_tool_calls,
+                "audio": None,
+                "function_call": None,
                 "response_metadata": metadata,
                 "usage_metadata": self.usage,
             },

@@ -59,21 +59,21 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from types import FrameType, TracebackType
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
 from typing import Any, Final, cast
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
 from openai.resources.chat.completions import AsyncCompletions, Completions
-from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionTokenLogprob
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
+from openai.types.chat import ChatCompletion
+from typing_extensions import Unpack
 
-from ._logprobs import TokenBuffer, TokenLogprob
+from ._endpoint import server_address_port
 from ._neighbours import claimed_langchain_run, current_chat_span
 from ._patching import below_proxies, remove_layer
-from .otel import CallTelemetry, EventsMode, LogprobTelemetry
+from ._traced_stream import StreamRecorder, TracedAsyncStream, TracedStream
+from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
 __all__ = ["instrument_openai", "uninstrument_openai"]
 
@@ -139,12 +139,9 @@ def _from_logprobscope(depth: int) -> bool:
 
 def _server(resource: object) -> tuple[str | None, int | None]:
     try:
-        url = resource._client.base_url  # type: ignore[attr-defined]
-        host = url.host or None
-        port = url.port or (443 if url.scheme == "https" else 80)
+        return server_address_port(resource._client.base_url)  # type: ignore[attr-defined]
     except Exception:  # an unusual client: the attributes are optional
         return None, None
-    return host, port
 
 
 def _params(kwargs: Mapping[str, object]) -> dict[str, object]:
@@ -161,21 +158,6 @@ def _given(value: object) -> bool:
     return not isinstance(value, (openai.NotGiven, openai.Omit))
 
 
-def _append(
-    call: CallTelemetry,
-    buf: TokenBuffer,
-    content: Sequence[ChatCompletionTokenLogprob] | None,
-    time_ns: int,
-) -> None:
-    # The SDK's entries have the fields of our TokenLogprob (token, logprob, bytes,
-    # top_logprobs of token/logprob/bytes): the buffer reads them as they are, no copies.
-    # On a streamed call each add_columns is one chunk's arrival, with tokens or without.
-    start = len(buf)
-    if content:
-        buf.append_models(cast("Iterable[TokenLogprob]", content))
-    call.add_columns(buf, start, len(buf), time_ns=time_ns)
-
-
 def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture: bool) -> None:
     now = time.time_ns()
     choices = completion.choices
@@ -184,210 +166,21 @@ def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture:
         first = choices[0]
         logprobs = first.logprobs
         if logprobs is not None and logprobs.content:
-            _append(call, TokenBuffer(), logprobs.content, now)
+            # The SDK's entries are token-like (token, logprob, bytes, top_logprobs).
+            call.add_tokens(logprobs.content, time_ns=now)
         if capture:
             text = first.message.content
     usage = completion.usage
     call.set_response(
-        response_id=completion.id,
-        response_model=completion.model,
-        finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
-        input_tokens=usage.prompt_tokens if usage is not None else None,
-        output_tokens=usage.completion_tokens if usage is not None else None,
-        output_text=text,
+        ResponseFacts(
+            id=completion.id,
+            model=completion.model,
+            finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
+            input_tokens=usage.prompt_tokens if usage is not None else None,
+            output_tokens=usage.completion_tokens if usage is not None else None,
+            output_text=text,
+        )
     )
-
-
-class _StreamRecorder:
-    """Feeds one stream's chunks to its call and ends the call exactly once."""
-
-    __slots__ = ("call", "buf", "texts", "response_id", "model", "finish", "usage", "done")
-
-    def __init__(self, call: CallTelemetry, capture: bool) -> None:
-        self.call = call
-        self.buf = TokenBuffer()  # the stream's tokens, appended as they pass
-        self.texts: list[str] | None = [] if capture else None
-        self.response_id: str | None = None
-        self.model: str | None = None
-        self.finish: dict[int, str] = {}
-        self.usage: tuple[int, int] | None = None
-        self.done = False
-
-    def chunk(self, chunk: ChatCompletionChunk) -> None:
-        try:
-            now = time.time_ns()
-            call = self.call
-            if self.response_id is None:
-                # Known from the first chunk: metric observations can be recorded as they come.
-                self.response_id = chunk.id
-                self.model = chunk.model
-                call.set_response(response_id=chunk.id, response_model=chunk.model)
-            content: Sequence[ChatCompletionTokenLogprob] | None = None
-            for choice in chunk.choices:
-                if choice.finish_reason:
-                    self.finish[choice.index] = choice.finish_reason
-                if choice.index != 0:
-                    continue
-                logprobs = choice.logprobs
-                if logprobs is not None:
-                    content = logprobs.content
-                if self.texts is not None and choice.delta.content:
-                    self.texts.append(choice.delta.content)
-            _append(call, self.buf, content, now)
-            usage = chunk.usage
-            if usage is not None:
-                self.usage = (usage.prompt_tokens, usage.completion_tokens)
-        except Exception:  # telemetry never breaks the caller's loop
-            logger.debug("recording a stream chunk failed", exc_info=True)
-
-    def _response(self) -> None:
-        try:
-            usage = self.usage
-            self.call.set_response(
-                response_id=self.response_id,
-                response_model=self.model,
-                finish_reasons=[self.finish[i] for i in sorted(self.finish)] or None,
-                input_tokens=usage[0] if usage else None,
-                output_tokens=usage[1] if usage else None,
-                output_text="".join(self.texts) if self.texts is not None else None,
-            )
-        except Exception:
-            logger.debug("recording a stream's response failed", exc_info=True)
-
-    def end(self, *, completed: bool) -> None:
-        if self.done:
-            return
-        self.done = True
-        self._response()
-        self.call.end(completed=completed)
-
-    def fail(self, error: BaseException) -> None:
-        if self.done:
-            return
-        self.done = True
-        self._response()
-        self.call.fail(error)
-
-
-class _TracedStream(openai.Stream[ChatCompletionChunk]):
-    """The caller's `openai.Stream`, observed: same chunks, same attributes, one span end."""
-
-    def __init__(self, stream: openai.Stream[ChatCompletionChunk], recorder: _StreamRecorder):
-        # The real stream does all the work; nothing of Stream.__init__ is needed here.
-        self.__dict__["_lps_stream"] = stream
-        self.__dict__["_lps_recorder"] = recorder
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_lps_stream"], name)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        setattr(self.__dict__["_lps_stream"], name, value)
-
-    def __repr__(self) -> str:
-        return f"<traced {self.__dict__['_lps_stream']!r}>"
-
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        return self
-
-    def __next__(self) -> ChatCompletionChunk:
-        try:
-            chunk: ChatCompletionChunk = next(self.__dict__["_lps_stream"])
-        except StopIteration:
-            self.__dict__["_lps_recorder"].end(completed=True)
-            raise
-        except BaseException as exc:
-            self.__dict__["_lps_recorder"].fail(exc)
-            raise
-        self.__dict__["_lps_recorder"].chunk(chunk)
-        return chunk
-
-    def __enter__(self) -> _TracedStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            self.__dict__["_lps_recorder"].fail(exc)
-        self.close()
-
-    def close(self) -> None:
-        """Close the real stream; the span ends now unless it already has."""
-        try:
-            self.__dict__["_lps_stream"].close()
-        finally:
-            self.__dict__["_lps_recorder"].end(completed=False)
-
-    def __del__(self) -> None:
-        recorder = self.__dict__.get("_lps_recorder")
-        if recorder is not None and not recorder.done:
-            recorder.end(completed=False)
-
-
-class _TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
-    """The caller's `openai.AsyncStream`, observed: same chunks, same attributes, one span end."""
-
-    def __init__(
-        self, stream: openai.AsyncStream[ChatCompletionChunk], recorder: _StreamRecorder
-    ) -> None:
-        self.__dict__["_lps_stream"] = stream
-        self.__dict__["_lps_recorder"] = recorder
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_lps_stream"], name)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        setattr(self.__dict__["_lps_stream"], name, value)
-
-    def __repr__(self) -> str:
-        return f"<traced {self.__dict__['_lps_stream']!r}>"
-
-    def __aiter__(self) -> _TracedAsyncStream:
-        return self
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        try:
-            chunk: ChatCompletionChunk = await self.__dict__["_lps_stream"].__anext__()
-        except StopAsyncIteration:
-            self.__dict__["_lps_recorder"].end(completed=True)
-            raise
-        except BaseException as exc:
-            self.__dict__["_lps_recorder"].fail(exc)
-            raise
-        self.__dict__["_lps_recorder"].chunk(chunk)
-        return chunk
-
-    async def __aenter__(self) -> _TracedAsyncStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            self.__dict__["_lps_recorder"].fail(exc)
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the real stream; the span ends now unless it already has."""
-        try:
-            await self.__dict__["_lps_stream"].close()
-        finally:
-            self.__dict__["_lps_recorder"].end(completed=False)
-
-    async def aclose(self) -> None:
-        """Alias of `close()`, as on `openai.AsyncStream`."""
-        await self.close()
-
-    def __del__(self) -> None:
-        recorder = self.__dict__.get("_lps_recorder")
-        if recorder is not None and not recorder.done:
-            recorder.end(completed=False)
 
 
 # -- the wrapped calls -------------------------------------------------------------------------
@@ -417,9 +210,9 @@ def _start(
 def _finish(call: CallTelemetry, result: object, capture: bool) -> object:
     try:
         if isinstance(result, openai.Stream):
-            return _TracedStream(result, _StreamRecorder(call, capture))
+            return TracedStream(result, StreamRecorder(call, capture))
         if isinstance(result, openai.AsyncStream):
-            return _TracedAsyncStream(result, _StreamRecorder(call, capture))
+            return TracedAsyncStream(result, StreamRecorder(call, capture))
         completion = result
         if isinstance(result, LegacyAPIResponse):
             # with_raw_response: the SDK's own parse, cached, so the caller's later parse()
@@ -568,11 +361,7 @@ def instrument_openai(
     client: openai.OpenAI | openai.AsyncOpenAI | None = None,
     *,
     telemetry: LogprobTelemetry | None = None,
-    tracer_provider: TracerProvider | None = None,
-    meter_provider: MeterProvider | None = None,
-    capture_content: bool | None = None,
-    events: EventsMode = "tokens",
-    low_confidence_threshold: float = 0.5,
+    **options: Unpack[TelemetryKwargs],
 ) -> None:
     """Emit logprob telemetry for every `chat.completions.create` call of `client`, or of all.
 
@@ -589,22 +378,16 @@ def instrument_openai(
     Args:
         client: the client to instrument, or None for all clients.
         telemetry: the `logprobscope.otel.LogprobTelemetry` to record into (it may be shared
-            with other entry points); when None, one is made from the arguments below.
-        tracer_provider: where spans go (when `telemetry` is None); default: the global one.
-        meter_provider: where metrics go (when `telemetry` is None); default: the global one.
-        capture_content: token texts and messages in the telemetry (when `telemetry` is
-            None); default: as `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says.
-        events: "tokens" (default), "batched", "low_confidence" or "none".
-        low_confidence_threshold: probability below which a token counts as low-confidence.
+            with other entry points); when None, one is made from the options.
+        **options: the `logprobscope.otel.TelemetryOptions` (tracer_provider,
+            meter_provider, capture_content, events, low_confidence_threshold), when
+            `telemetry` is None.
+
+    Raises:
+        TypeError: `client` is not an openai SDK client, or both `telemetry` and options.
+        ValueError: invalid options.
     """
-    if telemetry is None:
-        telemetry = LogprobTelemetry(
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            capture_content=capture_content,
-            events=events,
-            low_confidence_threshold=low_confidence_threshold,
-        )
+    telemetry = LogprobTelemetry.shared_or_new(telemetry, **options)
     state = _State(telemetry)
     with _LOCK:
         if client is None:

@@ -48,9 +48,12 @@ Next to OpenTelemetry's LangChain instrumentation (`opentelemetry-instrumentatio
 instrumented), no span is started: each run's telemetry goes on the span that instrumentation
 made for the run, found by run id at the run's first chunk or end (its span exists only after
 its own start hook, which LangChain calls after ours when ours comes first, as
-`LangChainInstrumentor` puts it); that span's end is its owner's. Attached after its handler,
-ours still records, but a non-streamed run's tokens, which arrive with the end, may come after
-that span ended.
+`LangChainInstrumentor` puts it); that span's end is its owner's. Next to OpenTelemetry's OpenAI
+instrumentation, whose span is current around the `openai` call, the raw-client patch of
+`logprobscope.instrument` (if instrumented for all clients) records the run on that span and
+this handler stands aside. Attached after the LangChain instrumentation's handler, ours still
+records, but a non-streamed run's tokens, which arrive with the end, may come after that span
+ended.
 """
 
 from __future__ import annotations
@@ -63,12 +66,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, Final
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from opentelemetry import context as otel_context
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import Span, TracerProvider
+from opentelemetry.trace import Span
+from typing_extensions import Unpack
 
 try:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -80,14 +82,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'logprobscope[langchain]'"
     ) from exc
 
-from ._logprobs import TokenBuffer
+from ._endpoint import server_address_port
 from ._neighbours import (
     claim_langchain_run,
     langchain_run_span,
     official_langchain_active,
     official_openai_active,
 )
-from .otel import CallTelemetry, EventsMode, LogprobTelemetry
+from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
 __all__ = ["LogprobsCallbackHandler"]
 
@@ -121,12 +123,7 @@ def _server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | Non
         if not (isinstance(ids, list) and ids and ids[-1] == "ChatOpenAI"):
             return None, None
         base = os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL
-    try:
-        url = urlsplit(base)
-        port = url.port or (443 if url.scheme == "https" else 80)
-    except ValueError:
-        return None, None
-    return url.hostname, port
+    return server_address_port(base)
 
 
 def _model_name(invocation: Mapping[str, Any], metadata: Mapping[str, Any] | None) -> str:
@@ -168,9 +165,9 @@ def _openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, object]]
 class _Run:
     """One chat model run: its telemetry and what its chunks said so far.
 
-    The telemetry starts with the run, or, next to OpenTelemetry's LangChain instrumentation
-    (whose span for the run exists only once its own start hook has run, after ours), at the
-    run's first chunk or end, on that span (`start`, given the span or None).
+    The telemetry starts with the run, or, next to another instrumentation that makes the
+    run's span later, at the run's first chunk or end (`start`, given that span or None),
+    unless the `openai` call's instrumentation took the run over first (`hand_over`).
     """
 
     __slots__ = (
@@ -180,7 +177,6 @@ class _Run:
         "done",
         "handed_over",
         "stream",
-        "tokens",
         "streamed",
         "response_model",
         "finish",
@@ -203,7 +199,6 @@ class _Run:
         self.done = False  # ended: it no longer claims the openai call under it
         self.handed_over = False  # recorded by the openai call's instrumentation instead
         self.stream = stream
-        self.tokens = TokenBuffer()  # this run's tokens, appended as they come
         self.streamed = False  # tokens came through on_llm_new_token
         self.response_model: str | None = None
         self.finish: str | None = None
@@ -230,11 +225,9 @@ class _Run:
 
     def add(self, content: object, time_ns: int) -> None:
         # On a streamed call every add is one chunk's arrival, with tokens or without.
-        tokens = self.tokens
-        start = len(tokens)
-        if content:
-            tokens.append_json(content)
-        self.call.add_columns(tokens, start, len(tokens), time_ns=time_ns)
+        # The entries are LangChain's decoded JSON; anything malformed is the core's to skip.
+        entries = content if isinstance(content, Sequence) else ()
+        self.call.add_tokens(entries, time_ns=time_ns)
 
 
 class LogprobsCallbackHandler(BaseCallbackHandler):
@@ -248,12 +241,14 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
 
     Args:
         telemetry: the `logprobscope.otel.LogprobTelemetry` to record into (it may be shared
-            with other entry points); when None, one is made from the other arguments.
-        tracer_provider, meter_provider: OpenTelemetry providers; the global ones when None.
-        capture_content: token texts and messages in the telemetry (default: as
-            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` says, else off).
-        events: "tokens" (default), "batched", "low_confidence" or "none".
-        low_confidence_threshold: probability below which a token counts as low-confidence.
+            with other entry points); when None, one is made from the options.
+        **options: the `logprobscope.otel.TelemetryOptions` (tracer_provider,
+            meter_provider, capture_content, events, low_confidence_threshold), when
+            `telemetry` is None.
+
+    Raises:
+        TypeError: both `telemetry` and options.
+        ValueError: invalid options.
 
     LangChain calls the hooks of sync runs in the caller's thread, and, since `run_inline` is
     set, those of async runs in the caller's task: the parent span is the caller's.
@@ -263,29 +258,14 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
     raise_error = False
 
     def __init__(
-        self,
-        telemetry: LogprobTelemetry | None = None,
-        *,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-        capture_content: bool | None = None,
-        events: EventsMode = "tokens",
-        low_confidence_threshold: float = 0.5,
+        self, *, telemetry: LogprobTelemetry | None = None, **options: Unpack[TelemetryKwargs]
     ) -> None:
-        if telemetry is None:
-            telemetry = LogprobTelemetry(
-                tracer_provider=tracer_provider,
-                meter_provider=meter_provider,
-                capture_content=capture_content,
-                events=events,
-                low_confidence_threshold=low_confidence_threshold,
-            )
-        self.telemetry = telemetry
+        self.telemetry = LogprobTelemetry.shared_or_new(telemetry, **options)
         # Keyed by run id: get/set/pop of distinct keys are atomic, no lock is needed.
         self._runs: dict[UUID, _Run] = {}
 
     @property
-    def active_runs(self) -> int:
+    def active_calls(self) -> int:
         """Runs started and not ended yet (zero once every run has ended)."""
         return len(self._runs)
 
@@ -490,10 +470,12 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
         model = llm_output.get("model_name") or metadata.get("model_name") or run.response_model
         response_id = llm_output.get("id") or metadata.get("id")
         run.call.set_response(
-            response_id=response_id if isinstance(response_id, str) else None,
-            response_model=model if isinstance(model, str) else None,
-            finish_reasons=finish or None,
-            input_tokens=input_tokens if isinstance(input_tokens, int) else None,
-            output_tokens=output_tokens if isinstance(output_tokens, int) else None,
-            output_text=text,
+            ResponseFacts(
+                id=response_id if isinstance(response_id, str) else None,
+                model=model if isinstance(model, str) else None,
+                finish_reasons=finish or None,
+                input_tokens=input_tokens if isinstance(input_tokens, int) else None,
+                output_tokens=output_tokens if isinstance(output_tokens, int) else None,
+                output_text=text,
+            )
         )

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logprobscope.otel import LogprobStats, LogprobTelemetry
+from logprobscope.otel import LogprobStats, LogprobTelemetry, ResponseFacts
 from tests.support.otel import InMemoryOtel, histogram_points, number_points
 
 INF = math.inf
@@ -155,8 +155,8 @@ def _call(otel: InMemoryOtel, entries: list[dict[str, Any]], **options: Any) -> 
         **options,
     )
     call = core.start_call(model="m", stream=False, params={"logprobs": True})
-    call.add_entries(entries, time_ns=1_000)
-    call.set_response(response_model="m-1")
+    call.add_tokens(entries, time_ns=1_000)
+    call.set_response(ResponseFacts(model="m-1"))
     call.end()
     return dict(otel.span().attributes or {})
 

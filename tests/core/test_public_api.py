@@ -1,7 +1,7 @@
 """Every public module's `__all__`: there, sorted, without duplicates, importable and complete.
 
 Public modules are found by walking the package: every module whose dotted path has no
-component starting with "_" (`logprobscope.otel`, not `logprobscope.otel._core` nor
+component starting with "_" (`logprobscope.otel`, not `logprobscope.otel._call` nor
 `logprobscope.__main__`).
 
 Complete: `__all__` lists every name the module offers, that is
@@ -12,7 +12,7 @@ Complete: `__all__` lists every name the module offers, that is
   under `if TYPE_CHECKING:` bind nothing at run time and do not count; those under other `if`
   and `try` blocks do;
 - in a package's `__init__`, every public name it imports from a private logprobscope module
-  (one with a path component starting with "_", such as `._core` or `.._figures`): that is
+  (one with a path component starting with "_", such as `._call` or `.._figures`): that is
   what a package's `__init__` is for. A name imported for its own use takes a "_" alias.
 
 Plain modules (`logprobscope.instrument`) import from private modules for their own use:
@@ -242,6 +242,6 @@ def test_a_plain_module_offers_only_its_definitions() -> None:
 
 
 def test_a_star_import_from_a_private_module_offers_its_all() -> None:
-    source = "from ._core import *\n"
+    source = "from ._call import *\n"
     offered = offered_names(source, module="logprobscope.otel", is_package=True)
-    assert offered == set(_all("logprobscope.otel._core")) and offered
+    assert offered == set(_all("logprobscope.otel._call")) and offered

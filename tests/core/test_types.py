@@ -193,6 +193,12 @@ def test_ai_message_dump_shape() -> None:
     assert message.model_dump() == {
         "role": "assistant",
         "content": "Thank",
+        "name": None,
+        "refusal": None,
+        "tool_calls": [],
+        "invalid_tool_calls": [],
+        "audio": None,
+        "function_call": None,
         "response_metadata": {
             "logprobs": {"content": [OPENAI_ENTRY], "refusal": None},
             "finish_reason": "stop",

@@ -154,7 +154,7 @@ def _ours(server: LlamaServer, pipeline: Pipeline, stream: bool) -> tuple[list[T
 
 
 def _langchain(server: LlamaServer, pipeline: Pipeline, stream: bool) -> tuple[list[Token], str]:
-    handler = LogprobsCallbackHandler(pipeline.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=pipeline.telemetry)
     with openai.DefaultHttpxClient() as http:
         model = LangChainChatOpenAI(
             model=server.model,
@@ -178,10 +178,10 @@ def _langchain(server: LlamaServer, pipeline: Pipeline, stream: bool) -> tuple[l
                 texts.append(str(chunk.content))
                 logprobs = chunk.response_metadata.get("logprobs") or {}
                 tokens.extend(_from_mapping(e) for e in logprobs.get("content") or ())
-            assert handler.active_runs == 0
+            assert handler.active_calls == 0
             return tokens, "".join(texts)
         message = model.invoke(PROMPT)
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
     content = message.response_metadata["logprobs"]["content"]
     return [_from_mapping(e) for e in content], str(message.content)
 

@@ -56,7 +56,7 @@ def test_a_model_with_no_handler_gets_its_span(
     assert span.name == "chat gpt-4o"
     assert expected and token_logprobs(span) == expected
     assert dict(span.attributes or {})[n.GEN_AI_REQUEST_STREAM] is stream
-    assert instrumentor.handler is not None and instrumentor.handler.active_runs == 0
+    assert instrumentor.handler is not None and instrumentor.handler.active_calls == 0
 
 
 async def test_async_and_in_a_chain(

@@ -270,4 +270,4 @@ def test_langchain_next_to_their_openai_instrumentation_only(
     span = _the_one_span(otel, THEIR_OPENAI_SCOPE)
     assert seen and token_logprobs(span) == seen
     handler = LangChainInstrumentor().handler
-    assert handler is not None and handler.active_runs == 0
+    assert handler is not None and handler.active_calls == 0

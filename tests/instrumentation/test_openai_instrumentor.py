@@ -124,9 +124,13 @@ def test_options_and_a_shared_telemetry(otel: InMemoryOtel) -> None:
     assert list((event.attributes or {})[n.TOKENS_TEXTS]) == [f" t{i}" for i in range(5)]  # type: ignore[arg-type]
 
 
-def test_a_wrong_telemetry_is_refused() -> None:
+def test_a_wrong_telemetry_is_refused(otel: InMemoryOtel) -> None:
     with pytest.raises(TypeError, match="LogprobTelemetry"):
         OpenAIInstrumentor().instrument(telemetry="not telemetry")
+    with pytest.raises(TypeError, match="not both"):  # as every entry point says
+        OpenAIInstrumentor().instrument(telemetry=otel.telemetry, events="batched")
+    with pytest.raises(ValueError, match="events"):
+        OpenAIInstrumentor().instrument(events="everything")
     assert Completions.__dict__["create"] is ORIGINAL_CREATE
 
 

@@ -54,7 +54,7 @@ def _ours(otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer, st
 def _langchain(
     otel: InMemoryOtel, make_lc_model: LangChainFactory, server: ReplayServer, stream: bool
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(
         server, logprobs=True, top_logprobs=TOP_K, stream_usage=True, callbacks=[handler]
     )
@@ -63,7 +63,7 @@ def _langchain(
             pass
     else:
         model.invoke(PROMPT)
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
 
 
 def _raw(otel: InMemoryOtel, server: ReplayServer, stream: bool) -> None:
@@ -123,13 +123,13 @@ def test_three_entry_points_emit_the_same_telemetry(
 async def test_ainvoke_and_astream_are_children_of_the_current_span(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, top_logprobs=TOP_K, callbacks=[handler])
     tracer = otel.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("outer") as outer:
         message = await model.ainvoke(PROMPT)
         chunks = [chunk async for chunk in model.astream(PROMPT)]
-    assert chunks and handler.active_runs == 0
+    assert chunks and handler.active_calls == 0
     spans = otel.spans("chat gpt-4o")
     assert [s.attributes["gen_ai.request.stream"] for s in spans] == [False, True]  # type: ignore[index]
     for span in spans:
@@ -151,7 +151,7 @@ async def test_ainvoke_and_astream_are_children_of_the_current_span(
 def test_batch_runs_one_span_per_input_under_the_callers_span(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
     tracer = otel.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("outer") as outer:
@@ -166,13 +166,13 @@ def test_batch_runs_one_span_per_input_under_the_callers_span(
         assert span.attributes["logprobs.token_count"] == len(  # type: ignore[index]
             answer.response_metadata["logprobs"]["content"]
         )
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
 
 
 async def test_abatch_runs_one_span_per_input_under_the_callers_span(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
     tracer = otel.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("outer") as outer:
@@ -187,7 +187,7 @@ async def test_abatch_runs_one_span_per_input_under_the_callers_span(
 def test_model_called_inside_a_chain_is_nested_under_the_current_span(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, top_logprobs=TOP_K)
     parents: list[Any] = []
 
@@ -209,13 +209,13 @@ def test_model_called_inside_a_chain_is_nested_under_the_current_span(
         assert span.parent is not None
         assert span.parent.span_id == outer.get_span_context().span_id
     assert [s.attributes["gen_ai.request.stream"] for s in spans[:2]] == [False, True]  # type: ignore[index]
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
 
 
 async def test_async_chain_runs_keep_the_callers_span(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True)
 
     async def call(prompt: str, config: RunnableConfig) -> str:
@@ -237,7 +237,7 @@ async def test_async_chain_runs_keep_the_callers_span(
 def test_streaming_model_invoke_is_recorded_as_a_stream(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, streaming=True, callbacks=[handler])
     message = model.invoke(PROMPT)
     span = otel.span()
@@ -252,7 +252,7 @@ def test_streaming_model_invoke_is_recorded_as_a_stream(
 def test_stream_left_early_is_not_completed(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
     seen: list[AIMessageChunk] = []
     stream = model.stream(PROMPT)
@@ -266,14 +266,14 @@ def test_stream_left_early_is_not_completed(
     assert span.status.status_code is StatusCode.UNSET
     assert span.attributes["logprobs.stream.completed"] is False  # type: ignore[index]
     assert span.attributes["logprobs.token_count"] == 3  # type: ignore[index]
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
 
 
 def test_api_error_ends_the_span_with_the_error_the_caller_gets(
     make_server: ServerFactory, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     server = make_server(faults=Faults(status=500))
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
     with pytest.raises(openai.InternalServerError) as caught:
         model.invoke(PROMPT)
@@ -292,7 +292,7 @@ def test_stream_cut_by_the_server_keeps_the_tokens_received(
     make_server: ServerFactory, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     server = make_server(faults=Faults(cut_after=6))  # the role chunk and five tokens
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
     with pytest.raises(openai.APIConnectionError):
         for _ in model.stream(PROMPT):
@@ -307,7 +307,7 @@ def test_stream_cut_by_the_server_keeps_the_tokens_received(
 def test_user_exception_in_the_loop_propagates_unchanged(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
     mine = KeyError("mine")
     with pytest.raises(KeyError) as caught:
@@ -329,7 +329,7 @@ async def test_concurrent_streams_share_one_handler(
         for i in range(6)
     ]
     server = make_server(completions)
-    handler = LogprobsCallbackHandler(otel.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry)
     model = make_lc_model(server, logprobs=True, callbacks=[handler])
 
     async def read(prompt: str) -> list[float]:
@@ -343,13 +343,13 @@ async def test_concurrent_streams_share_one_handler(
     spans = otel.spans("chat gpt-4o")
     assert len(spans) == 6
     assert sorted(token_logprobs(s) for s in spans) == sorted(results)
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
 
 
 def test_content_capture_records_texts_and_messages(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
-    handler = LogprobsCallbackHandler(otel.telemetry_with(capture_content=True))
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry_with(capture_content=True))
     model = make_lc_model(server, logprobs=True, top_logprobs=TOP_K, callbacks=[handler])
     answer = "".join(str(c.content) for c in model.stream(PROMPT))
     span = otel.span()
@@ -365,7 +365,7 @@ def test_content_is_not_captured_by_default(
     server: ReplayServer, otel: InMemoryOtel, make_lc_model: LangChainFactory
 ) -> None:
     model = make_lc_model(
-        server, logprobs=True, callbacks=[LogprobsCallbackHandler(otel.telemetry)]
+        server, logprobs=True, callbacks=[LogprobsCallbackHandler(telemetry=otel.telemetry)]
     )
     model.invoke(PROMPT)
     span = otel.span()
@@ -394,7 +394,7 @@ def test_global_instrumentation_alone_also_covers_langchain_models(
 ) -> None:
     # The documented alternative to the handler (not both: each call would be traced twice).
     via_handler, via_instrument = otel.new(), otel.new()
-    handler = LogprobsCallbackHandler(via_handler.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=via_handler.telemetry)
     make_lc_model(server, logprobs=True, stream_usage=True, callbacks=[handler]).invoke(PROMPT)
     instrument_openai(telemetry=via_instrument.telemetry)
     try:

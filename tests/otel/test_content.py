@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from logprobscope import HumanMessage, SystemMessage
-from logprobscope.otel import LogprobTelemetry
+from logprobscope.otel import LogprobTelemetry, ResponseFacts
 from logprobscope.testing import Completion, make_completion
 from tests.support.factories import ModelFactory, ServerFactory
 from tests.support.otel import InMemoryOtel, all_strings, reassemble
@@ -196,9 +196,9 @@ def test_lone_surrogates_never_reach_the_exporter(otel: InMemoryOtel, events: st
     )
     entry = {"token": "\udfff", "logprob": -0.5, "bytes": [237, 191, 191]}
     entry["top_logprobs"] = [{"token": "x\ud800", "logprob": -0.5}]
-    call.set_response(response_id="id\ud800", response_model="m\ud800", finish_reasons=["s"])
-    call.add_entries([entry, {**entry, "token": "ok"}], time_ns=1)
-    call.set_response(output_text="a\ud800")
+    call.set_response(ResponseFacts(id="id\ud800", model="m\ud800", finish_reasons=["s"]))
+    call.add_tokens([entry, {**entry, "token": "ok"}], time_ns=1)
+    call.set_response(ResponseFacts(output_text="a\ud800"))
     call.end(completed=True)
     span = otel.span()
     encode_spans([span]).SerializeToString()  # raises UnicodeEncodeError on a surrogate

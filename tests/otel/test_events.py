@@ -235,7 +235,7 @@ def test_timestamps_never_go_back(otel: InMemoryOtel) -> None:
     call = core.start_call(model="m", stream=True, params={})
     base = 1_800_000_000_000_000_000
     for i, stamp in enumerate([base, base + 50, base + 20, base + 80]):  # the clock stepped back
-        call.add_entries([{"token": f"t{i}", "logprob": -0.1}], time_ns=stamp)
+        call.add_tokens([{"token": f"t{i}", "logprob": -0.1}], time_ns=stamp)
     call.end(completed=True)
     stamps = [e.timestamp for e in otel.span().events]
     assert stamps == [base, base + 50, base + 50, base + 80]
@@ -258,7 +258,7 @@ def test_uneven_alternatives_stay_aligned_in_batches(otel: InMemoryOtel) -> None
         },
         {"token": "d", "logprob": -0.3, "top_logprobs": []},
     ]
-    call.add_entries(entries, time_ns=1)
+    call.add_tokens(entries, time_ns=1)
     call.end()
     [event] = otel.span().events
     attrs = event.attributes or {}

@@ -16,9 +16,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from logprobscope import _contract as n
-from logprobscope._logprobs import TokenBuffer
 from logprobscope._neighbours import adoptable, current_chat_span
-from logprobscope.otel import CallTelemetry
+from logprobscope.otel import CallTelemetry, ResponseFacts
 from tests.support.otel import InMemoryOtel
 
 ENTRIES = [
@@ -45,9 +44,7 @@ def _theirs(otel: InMemoryOtel) -> Span:
 
 
 def _add(call: CallTelemetry) -> None:
-    buf = TokenBuffer()
-    buf.append_json(ENTRIES)
-    call.add_columns(buf, 0, len(buf), time_ns=1)
+    call.add_tokens(ENTRIES, time_ns=1)
 
 
 def _exported(otel: InMemoryOtel) -> ReadableSpan:
@@ -62,7 +59,7 @@ def test_our_part_on_their_span(otel: InMemoryOtel) -> None:
     call = otel.telemetry.start_call(model="gpt-4o", stream=False, params=PARAMS, span=theirs)
     assert call.span is theirs
     _add(call)
-    call.set_response(response_id="r1", response_model="gpt-4o-2024", input_tokens=3)
+    call.set_response(ResponseFacts(id="r1", model="gpt-4o-2024", input_tokens=3))
     call.end()
     assert theirs.is_recording() and otel.spans() == []  # not ended by us
     theirs.end()

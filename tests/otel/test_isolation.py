@@ -12,7 +12,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
-from logprobscope.otel import CallTelemetry, LogprobTelemetry, OpenTelemetryCallbackHandler, _core
+from logprobscope.otel import (
+    CallTelemetry,
+    LogprobTelemetry,
+    OpenTelemetryCallbackHandler,
+    ResponseFacts,
+)
+from logprobscope.otel._events import EventWriter
+from logprobscope.otel._metrics import CallMetrics, Instruments
 from logprobscope.testing import ReplayServer
 from tests.support.factories import ModelFactory
 from tests.support.otel import InMemoryOtel
@@ -60,16 +67,25 @@ def test_failing_exporter(
     provider.shutdown()
 
 
-@pytest.mark.parametrize("method", ["_add", "_chunk", "_end_span", "_record_metrics"])
+@pytest.mark.parametrize(
+    ("owner", "method"),
+    [
+        (EventWriter, "add"),
+        (CallMetrics, "chunk"),
+        (CallTelemetry, "_end_span"),
+        (CallMetrics, "record_end"),
+    ],
+)
 def test_failing_core(
     otel: InMemoryOtel,
     make_model: ModelFactory,
     server: ReplayServer,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    owner: type,
     method: str,
 ) -> None:
-    monkeypatch.setattr(CallTelemetry, method, _raise)
+    monkeypatch.setattr(owner, method, _raise)
     handler = otel.handler()
     with caplog.at_level(logging.DEBUG, logger="logprobscope"):
         _use(make_model(server, logprobs=True), handler)
@@ -88,7 +104,7 @@ def test_failing_instruments(
 ) -> None:
     handler = otel.handler()
     instruments = handler.telemetry._instruments
-    for name in _core._Instruments.__slots__:
+    for name in Instruments.__slots__:
         monkeypatch.setattr(instruments, name, _FailingInstrument())
     _use(make_model(server, logprobs=True), handler)
     spans = otel.spans()
@@ -148,9 +164,9 @@ def test_core_calls_in_any_order(otel: InMemoryOtel, caplog: pytest.LogCaptureFi
     call.end(completed=True)
     call.end(completed=False)
     call.fail(Boom())
-    call.add_entries([{"token": "x", "logprob": -1.0}], time_ns=1)
+    call.add_tokens([{"token": "x", "logprob": -1.0}], time_ns=1)
     call.add_chunk()
-    call.set_response(response_id="late")
+    call.set_response(ResponseFacts(id="late"))
     [span] = otel.spans()
     attrs = span.attributes or {}
     assert attrs["logprobs.stream.completed"] is True
@@ -165,6 +181,6 @@ def test_core_calls_in_any_order(otel: InMemoryOtel, caplog: pytest.LogCaptureFi
 def test_disabled_stand_in_accepts_everything() -> None:
     call = CallTelemetry._disabled()
     assert call.ended and not call.span.is_recording()
-    call.add_entries([{"token": "x", "logprob": -1.0}], time_ns=1)
+    call.add_tokens([{"token": "x", "logprob": -1.0}], time_ns=1)
     call.end(completed=True)
     call.fail(Boom())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
-from logprobscope.otel import CallTelemetry
+from logprobscope.otel._events import EventWriter
 from logprobscope.testing import ReplayServer
 from tests.support.factories import ModelFactory
 from tests.support.otel import InMemoryOtel, histogram_points
@@ -19,13 +19,13 @@ def test_sampled_out_records_metrics_only(
 ) -> None:
     telemetry = otel.new(sampler=ALWAYS_OFF)
     events: list[object] = []
-    original = CallTelemetry._token_events
+    original = EventWriter.add
 
-    def spy(self: CallTelemetry, *args: object) -> None:
+    def spy(self: EventWriter, *args: object) -> None:
         events.append(args)
         original(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(CallTelemetry, "_token_events", spy)
+    monkeypatch.setattr(EventWriter, "add", spy)
     handler = telemetry.handler()
     model = make_model(server, logprobs=True, top_logprobs=3)
     list(model.stream("hi", callbacks=[handler]))

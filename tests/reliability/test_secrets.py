@@ -167,7 +167,7 @@ def _langchain(
             else:
                 _expect_error(capture, lambda m=model: m.invoke(PROMPT))  # type: ignore[misc]
                 _expect_error(capture, lambda m=model: list(m.stream(PROMPT)))  # type: ignore[misc]
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
 
 
 def _raw(capture: Capture, server: ReplayServer, failing: ReplayServer, content: bool) -> None:

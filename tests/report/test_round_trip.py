@@ -29,7 +29,7 @@ from logprobscope._logprobs import ChoiceLogprobs
 from logprobscope._messages import ResponseMetadata
 from logprobscope.cli._batch import BatchItem, result_record
 from logprobscope.cli._render import Output, fmt_p, print_summary
-from logprobscope.otel import EventsMode, LogprobTelemetry
+from logprobscope.otel import EventsMode, LogprobTelemetry, ResponseFacts
 from logprobscope.report import ModelCall, OTLPJsonFileSpanExporter, read_traces, render_html
 
 NAN = math.nan
@@ -117,8 +117,8 @@ def _trace(tmp_path: Path, logprobs: list[float], events: EventsMode) -> Traced:
     )
     t0 = 1_700_000_000_000_000_000
     for start in range(0, max(1, len(entries)), 7):
-        call.add_entries(entries[start : start + 7], time_ns=t0 + start * 1_000_000)
-    call.set_response(response_model="m-1", finish_reasons=["stop"])
+        call.add_tokens(entries[start : start + 7], time_ns=t0 + start * 1_000_000)
+    call.set_response(ResponseFacts(model="m-1", finish_reasons=["stop"]))
     call.end(completed=True)
     provider.shutdown()
     meters.shutdown()

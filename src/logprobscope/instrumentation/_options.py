@@ -11,11 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import cast, get_args
 
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
-
 from .. import _contract as n
-from ..otel import EventsMode, LogprobTelemetry
+from ..otel import EventsMode, LogprobTelemetry, TelemetryKwargs
 
 logger = logging.getLogger("logprobscope")
 
@@ -71,31 +68,20 @@ def _threshold_from_env() -> float:
 def telemetry_from(options: Mapping[str, object]) -> LogprobTelemetry:
     """The telemetry an instrumentor records into, from `instrument()`'s keyword arguments.
 
-    `telemetry` (a `LogprobTelemetry`) is used as it is. Otherwise one is made from
-    `tracer_provider`, `meter_provider` (default: the global ones, which
-    `opentelemetry-instrument` has configured by then), `capture_content` (default:
-    `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`), `events` (default:
-    `LOGPROBSCOPE_EVENTS`, else "tokens") and `low_confidence_threshold` (default:
-    `LOGPROBSCOPE_LOW_CONFIDENCE_THRESHOLD`, else 0.5). An environment variable with a
-    value out of range is logged and ignored; an explicit argument out of range raises
-    `ValueError`, as `LogprobTelemetry` does.
+    `telemetry` (a `LogprobTelemetry`) is used as it is; giving options with it is a
+    `TypeError`, as for every entry point. Otherwise one is made from the
+    `logprobscope.otel.TelemetryOptions` given (`tracer_provider`, `meter_provider`: default
+    the global ones, which `opentelemetry-instrument` has configured by then;
+    `capture_content`: default `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`), with
+    `events` from `LOGPROBSCOPE_EVENTS` and `low_confidence_threshold` from
+    `LOGPROBSCOPE_LOW_CONFIDENCE_THRESHOLD` when not given. An environment variable with a
+    value out of range is logged and ignored; an argument out of range raises `ValueError`.
     """
     given = options.get("telemetry")
-    if given is not None:
-        if not isinstance(given, LogprobTelemetry):
-            raise TypeError(f"telemetry must be a LogprobTelemetry, not {type(given).__name__}")
-        return given
-    tracer_provider = options.get("tracer_provider")
-    meter_provider = options.get("meter_provider")
-    capture = options.get("capture_content")
-    events = options.get("events")
-    threshold = options.get("low_confidence_threshold")
-    return LogprobTelemetry(
-        tracer_provider=cast("TracerProvider | None", tracer_provider),
-        meter_provider=cast("MeterProvider | None", meter_provider),
-        capture_content=None if capture is None else bool(capture),
-        events=cast(EventsMode, events) if events is not None else _events_from_env(),
-        low_confidence_threshold=(
-            cast(float, threshold) if threshold is not None else _threshold_from_env()
-        ),
-    )
+    rest = {k: v for k, v in options.items() if k != "telemetry" and v is not None}
+    if given is not None and not isinstance(given, LogprobTelemetry):
+        raise TypeError(f"telemetry must be a LogprobTelemetry, not {type(given).__name__}")
+    if given is None:
+        rest.setdefault("events", _events_from_env())
+        rest.setdefault("low_confidence_threshold", _threshold_from_env())
+    return LogprobTelemetry.shared_or_new(given, **cast(TelemetryKwargs, rest))

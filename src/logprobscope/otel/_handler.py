@@ -7,12 +7,13 @@ import time
 from collections.abc import Sequence
 from uuid import UUID
 
-from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
+from typing_extensions import Unpack
 
 from .._callbacks import BaseCallbackHandler, Run
 from .._messages import AIMessage, AIMessageChunk, BaseMessage
-from ._core import CallTelemetry, EventsMode, LogprobTelemetry
+from ._call import CallTelemetry
+from ._input import ResponseFacts
+from ._telemetry import LogprobTelemetry, TelemetryKwargs
 
 __all__ = ["OpenTelemetryCallbackHandler"]
 
@@ -36,31 +37,22 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
       (`gen_ai.client.*` and `logprobs.*`, see TELEMETRY.md).
 
     Args:
-        tracer_provider, meter_provider: default to the global providers.
-        capture_content: token texts and messages in the telemetry; default from
-            `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (read now), else off.
-        events: "tokens" (default), "batched", "low_confidence" or "none".
-        low_confidence_threshold: probability below which a token counts as low-confidence.
+        telemetry: the `LogprobTelemetry` to record into (it may be shared with other entry
+            points); when None, one is made from the options.
+        **options: the `TelemetryOptions` (tracer_provider, meter_provider,
+            capture_content, events, low_confidence_threshold), when `telemetry` is None.
+
+    Raises:
+        TypeError: both `telemetry` and options.
+        ValueError: invalid options (see `TelemetryOptions`).
 
     The handler never raises into the call: its failures are logged and skipped.
     """
 
     def __init__(
-        self,
-        *,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-        capture_content: bool | None = None,
-        events: EventsMode = "tokens",
-        low_confidence_threshold: float = 0.5,
+        self, *, telemetry: LogprobTelemetry | None = None, **options: Unpack[TelemetryKwargs]
     ) -> None:
-        self.telemetry = LogprobTelemetry(
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            capture_content=capture_content,
-            events=events,
-            low_confidence_threshold=low_confidence_threshold,
-        )
+        self.telemetry = LogprobTelemetry.shared_or_new(telemetry, **options)
         self._calls: dict[UUID, CallTelemetry] = {}
 
     @property
@@ -95,12 +87,11 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             metadata = chunk.response_metadata
             if call.response_model is None and metadata.model_name:
                 # Known from the first chunk on: observations can be recorded as they come.
-                call.set_response(response_model=metadata.model_name, response_id=metadata.id)
+                call.set_response(ResponseFacts(id=metadata.id, model=metadata.model_name))
             logprobs = metadata.logprobs
             content = logprobs.content if logprobs is not None else None
             if content is not None:
-                buf, start, stop = content._columns()
-                call.add_columns(buf, start, stop, time_ns=now)  # counts the chunk too
+                call.add_tokens(content, time_ns=now)  # counts the chunk too
             else:
                 call.add_chunk(time_ns=now)
         except Exception:
@@ -119,16 +110,17 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             elif metadata.logprobs is not None:
                 content = metadata.logprobs.content
                 if content is not None:
-                    buf, start, stop = content._columns()
-                    call.add_columns(buf, start, stop, time_ns=time.time_ns())
+                    call.add_tokens(content, time_ns=time.time_ns())
             usage = message.usage_metadata
             call.set_response(
-                response_id=metadata.id,
-                response_model=metadata.model_name,
-                finish_reasons=[metadata.finish_reason] if metadata.finish_reason else None,
-                input_tokens=usage.input_tokens if usage is not None else None,
-                output_tokens=usage.output_tokens if usage is not None else None,
-                output_text=message.content if self.telemetry.capture_content else None,
+                ResponseFacts(
+                    id=metadata.id,
+                    model=metadata.model_name,
+                    finish_reasons=[metadata.finish_reason] if metadata.finish_reason else None,
+                    input_tokens=usage.input_tokens if usage is not None else None,
+                    output_tokens=usage.output_tokens if usage is not None else None,
+                    output_text=message.content if self.telemetry.capture_content else None,
+                )
             )
         except Exception:
             logger.warning("OpenTelemetry handler: on_llm_end failed", exc_info=True)

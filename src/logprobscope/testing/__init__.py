@@ -18,8 +18,12 @@ standard library only, so any OpenAI client (the official SDK, LangChain,
         )
 
 Without recorded completions the server replays :func:`seed_completions`, the
-values of the LangChain.js "how to get log probabilities" guide;
-:func:`make_completion` builds others.
+values of the LangChain.js "how to get log probabilities" guide, and, chosen by
+the request, a tool call (:data:`SEED_TOOL_CALL`), the answer after its result
+(:data:`SEED_TOOL_ANSWER`) and a structured answer (:data:`SEED_STRUCTURED`);
+:func:`make_completion` builds others, tool calls and refusals included (streamed
+as OpenAI streams them: a call's head, then its arguments in pieces; a refusal in
+``delta.refusal`` with its logprobs in ``logprobs.refusal``).
 
 :class:`Deviations` reproduces how other OpenAI-compatible servers (llama.cpp)
 differ from OpenAI; :class:`Faults` injects transport and protocol failures
@@ -62,10 +66,18 @@ stdout is the base URL.
 
 from __future__ import annotations
 
-from ._completions import DEFAULT_MODEL, Completion, make_completion
+from ._completions import DEFAULT_MODEL, Completion, ToolCallSpec, make_completion
 from ._faults import Deviations, Faults
 from ._main import main
-from ._seeds import SEED_INVOKE, SEED_STREAM, SEED_TOP_LOGPROBS, seed_completions
+from ._seeds import (
+    SEED_INVOKE,
+    SEED_STREAM,
+    SEED_STRUCTURED,
+    SEED_TOOL_ANSWER,
+    SEED_TOOL_CALL,
+    SEED_TOP_LOGPROBS,
+    seed_completions,
+)
 from ._server import CompletionChooser, ReplayServer
 
 __all__ = [
@@ -77,7 +89,11 @@ __all__ = [
     "ReplayServer",
     "SEED_INVOKE",
     "SEED_STREAM",
+    "SEED_STRUCTURED",
+    "SEED_TOOL_ANSWER",
+    "SEED_TOOL_CALL",
     "SEED_TOP_LOGPROBS",
+    "ToolCallSpec",
     "main",
     "make_completion",
     "seed_completions",

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, TypeAlias
 
-__all__ = ["DEFAULT_MODEL", "Completion", "make_completion"]
+__all__ = ["DEFAULT_MODEL", "Completion", "ToolCallSpec", "make_completion"]
 
 Completion: TypeAlias = dict[str, object]
 """One recorded answer: the non-streamed OpenAI ChatCompletion JSON object."""
 
 DEFAULT_MODEL: Final = "gpt-4o-2024-08-06"
+
+ToolCallSpec: TypeAlias = tuple[str, Mapping[str, object] | str]
+"""A tool call of a made completion: (function name, arguments as a mapping or JSON text)."""
 
 # Plausible alternative tokens for generated top_logprobs.
 _ALT_VOCAB: Final = (
@@ -48,6 +53,14 @@ _ALT_VOCAB: Final = (
     " my",
     " we",
 )
+
+
+_PIECE = re.compile(r'[{}\[\]":,]+|\s?[^\s{}\[\]":,]+|\s+')
+
+
+def call_pieces(arguments: str) -> list[str]:
+    """Argument text in the pieces OpenAI streams it in: `{"`, `city`, `":"`, ` York`..."""
+    return _PIECE.findall(arguments)
 
 
 def _round_logprob(value: float) -> float:
@@ -99,7 +112,9 @@ def make_completion(
     model: str = DEFAULT_MODEL,
     top_logprobs: Sequence[Sequence[tuple[str, float]]] | None = None,
     k: int = 0,
-    finish_reason: str = "stop",
+    finish_reason: str | None = None,
+    tool_calls: Sequence[ToolCallSpec] = (),
+    refusal: bool = False,
     prompt_tokens: int = 10,
     id: str = "chatcmpl-replay",
     seed: int | None = None,
@@ -119,7 +134,13 @@ def make_completion(
         k: Without ``top_logprobs``: generate ``k`` sorted alternatives per
             token, the chosen token among them, whose probabilities sum to at
             most 1.
-        finish_reason: The choice's finish reason.
+        finish_reason: The choice's finish reason; default ``"tool_calls"`` with
+            ``tool_calls``, else ``"stop"``.
+        tool_calls: Function calls the answer makes, after its text (if any): each a
+            ``(name, arguments)`` pair, the arguments a mapping (sent as compact JSON)
+            or JSON text (sent as it is). Their ids are ``call_<id>_<i>``.
+        refusal: The tokens are a refusal: ``message.refusal`` is their text,
+            ``message.content`` is null and their logprobs are ``logprobs.refusal``.
         prompt_tokens: Prompt token count of the ``usage`` object.
         id: The completion id.
         seed: Seed of the generated logprobs and alternatives; ``None`` derives
@@ -161,6 +182,33 @@ def make_completion(
     else:
         alternatives = [[] for _ in pairs]
     entries = [_token_entry(t, lp, alts) for (t, lp), alts in zip(pairs, alternatives, strict=True)]
+    text = "".join(t for t, _ in pairs)
+    message: Completion = {"role": "assistant", "content": text, "refusal": None}
+    logprobs: Completion = {"content": entries, "refusal": None}
+    if refusal:
+        if tool_calls:
+            raise ValueError("a refusal makes no tool calls")
+        message = {"role": "assistant", "content": None, "refusal": text}
+        logprobs = {"content": None, "refusal": entries}
+    calls: list[Completion] = []
+    completion_tokens = len(pairs)
+    for i, (name, arguments) in enumerate(tool_calls):
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
+        calls.append(
+            {
+                "id": f"call_{id.removeprefix('chatcmpl-')}_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+        )
+        completion_tokens += len(call_pieces(arguments)) + 1
+    if calls:
+        message["tool_calls"] = calls
+        if not text:
+            message["content"] = None
+    if finish_reason is None:
+        finish_reason = "tool_calls" if calls else "stop"
     return {
         "id": id,
         "object": "chat.completion",
@@ -170,18 +218,14 @@ def make_completion(
         "choices": [
             {
                 "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": "".join(t for t, _ in pairs),
-                    "refusal": None,
-                },
-                "logprobs": {"content": entries, "refusal": None},
+                "message": message,
+                "logprobs": logprobs,
                 "finish_reason": finish_reason,
             }
         ],
         "usage": {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(pairs),
-            "total_tokens": prompt_tokens + len(pairs),
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
     }

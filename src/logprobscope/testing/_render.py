@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ._completions import DEFAULT_MODEL, Completion
+from ._completions import DEFAULT_MODEL, Completion, call_pieces
 from ._faults import Deviations
 
 _MAX_N: Final = 128
@@ -38,9 +38,11 @@ class _Segment:
 @dataclass(frozen=True)
 class _ChoicePlan:
     source: Mapping[str, object]
-    content: str | None
+    content: str | None  # the refusal's text when `refusal`
     has_logprobs: bool
     segments: tuple[_Segment, ...]
+    refusal: bool = False
+    tool_calls: tuple[Mapping[str, object], ...] = ()
 
 
 def _dumps(value: object) -> bytes:
@@ -65,11 +67,29 @@ def _check_completion(completion: object) -> Completion:
 
 
 def _plan_choice(choice: Mapping[str, object], chunk_tokens: int) -> _ChoicePlan:
+    plan = _plan_text(choice, chunk_tokens)
+    message = _as_mapping(choice.get("message")) or {}
+    raw_calls = message.get("tool_calls")
+    calls = (
+        tuple(c for c in raw_calls if isinstance(c, Mapping)) if isinstance(raw_calls, list) else ()
+    )
+    refusal = message.get("refusal")
+    is_refusal = isinstance(refusal, str) and not isinstance(message.get("content"), str)
+    return _ChoicePlan(
+        plan.source, plan.content, plan.has_logprobs, plan.segments, is_refusal, calls
+    )
+
+
+def _plan_text(choice: Mapping[str, object], chunk_tokens: int) -> _ChoicePlan:
     message = _as_mapping(choice.get("message")) or {}
     raw_content = message.get("content")
+    key = "content"
+    if not isinstance(raw_content, str) and isinstance(message.get("refusal"), str):
+        key = "refusal"  # a refusal streams like content, in `delta.refusal`
+        raw_content = message.get("refusal")
     content = raw_content if isinstance(raw_content, str) else None
     logprobs = _as_mapping(choice.get("logprobs"))
-    raw_entries = logprobs.get("content") if logprobs is not None else None
+    raw_entries = logprobs.get(key) if logprobs is not None else None
     entries = (
         [entry for entry in raw_entries if isinstance(entry, Mapping)]
         if isinstance(raw_entries, list)
@@ -102,6 +122,16 @@ def _plan_choice(choice: Mapping[str, object], chunk_tokens: int) -> _ChoicePlan
     return _ChoicePlan(choice, text, True, tuple(seg_list))
 
 
+def _call_head(call: Mapping[str, object], number: int) -> dict[str, object]:
+    function = _as_mapping(call.get("function")) or {}
+    return {
+        "index": number,
+        "id": call.get("id"),
+        "type": call.get("type", "function"),
+        "function": {"name": function.get("name"), "arguments": ""},
+    }
+
+
 def _out_entry(entry: Mapping[str, object], top_k: int, bytes_null: bool) -> Completion:
     out = dict(entry)
     top = entry.get("top_logprobs")
@@ -129,19 +159,19 @@ class _Renderer:
         self.deviations = deviations
         choices = completion.get("choices")
         assert isinstance(choices, list)
+        self.chunk_tokens = chunk_tokens
         self.plans = [_plan_choice(choice, chunk_tokens) for choice in choices]
 
     def _wants_logprobs(self, shape: _Shape, plan: _ChoicePlan) -> bool:
         return shape.logprobs and plan.has_logprobs and not self.deviations.no_logprobs
 
-    def _logprobs_object(self, entries: Sequence[Mapping[str, object]], shape: _Shape) -> object:
-        return {
-            "content": [
-                _out_entry(entry, shape.top_logprobs, self.deviations.bytes_null)
-                for entry in entries
-            ],
-            "refusal": None,
-        }
+    def _logprobs_object(
+        self, entries: Sequence[Mapping[str, object]], shape: _Shape, *, refusal: bool = False
+    ) -> object:
+        out = [_out_entry(e, shape.top_logprobs, self.deviations.bytes_null) for e in entries]
+        if refusal:
+            return {"content": None, "refusal": out}
+        return {"content": out, "refusal": None}
 
     def _usage(self, n: int) -> object:
         usage = _as_mapping(self.completion.get("usage"))
@@ -169,10 +199,11 @@ class _Renderer:
             choice["index"] = index
             message = _as_mapping(choice.get("message"))
             if message is not None and plan.has_logprobs:
-                choice["message"] = {**message, "content": plan.content}
+                key = "refusal" if plan.refusal else "content"
+                choice["message"] = {**message, key: plan.content}
             if self._wants_logprobs(shape, plan):
                 entries = [entry for seg in plan.segments for entry in seg.entries]
-                choice["logprobs"] = self._logprobs_object(entries, shape)
+                choice["logprobs"] = self._logprobs_object(entries, shape, refusal=plan.refusal)
             else:
                 choice["logprobs"] = None
             choices.append(choice)
@@ -204,11 +235,25 @@ class _Renderer:
 
         plans = [self.plans[i % len(self.plans)] for i in range(shape.n)]
         events: list[bytes] = []
+        headers: list[int] = []  # choices whose first tool call went in the role chunk
         for index, plan in enumerate(plans):
             edge_logprobs: object = None
             if self._wants_logprobs(shape, plan) and not self.deviations.null_logprobs_on_edges:
                 edge_logprobs = {"content": [], "refusal": None}
-            delta = {"role": "assistant", "content": "", "refusal": None}
+                if plan.refusal:
+                    edge_logprobs = {"content": None, "refusal": []}
+            delta: dict[str, object] = {"role": "assistant", "content": "", "refusal": None}
+            if plan.refusal:
+                delta = {"role": "assistant", "content": None, "refusal": ""}
+            elif plan.tool_calls and not plan.segments:
+                # OpenAI's first chunk of a calls-only answer carries the first call's head
+                delta = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [_call_head(plan.tool_calls[0], 0)],
+                    "refusal": None,
+                }
+                headers.append(index)
             events.append(
                 chunk(
                     [
@@ -229,19 +274,48 @@ class _Renderer:
                 segment = plan.segments[step]
                 logprobs: object = None
                 if self._wants_logprobs(shape, plan):
-                    logprobs = self._logprobs_object(segment.entries, shape)
+                    logprobs = self._logprobs_object(segment.entries, shape, refusal=plan.refusal)
+                key = "refusal" if plan.refusal else "content"
                 events.append(
                     chunk(
                         [
                             {
                                 "index": index,
-                                "delta": {"content": segment.text},
+                                "delta": {key: segment.text},
                                 "logprobs": logprobs,
                                 "finish_reason": None,
                             }
                         ]
                     )
                 )
+        for index, plan in enumerate(plans):
+            # Tool calls after the text, one after the other: the head (id, name, empty
+            # arguments), then the argument text in pieces, as OpenAI streams them.
+            call_logprobs: object = None
+            if self._wants_logprobs(shape, plan):  # as the text's chunks, empty
+                call_logprobs = {"content": [], "refusal": None}
+            for number, call in enumerate(plan.tool_calls):
+                deltas: list[object] = []
+                if not (number == 0 and index in headers):
+                    deltas.append(_call_head(call, number))
+                function = _as_mapping(call.get("function")) or {}
+                pieces = call_pieces(str(function.get("arguments") or ""))
+                for start in range(0, len(pieces), self.chunk_tokens):
+                    text = "".join(pieces[start : start + self.chunk_tokens])
+                    deltas.append({"index": number, "function": {"arguments": text}})
+                for item in deltas:
+                    events.append(
+                        chunk(
+                            [
+                                {
+                                    "index": index,
+                                    "delta": {"tool_calls": [item]},
+                                    "logprobs": call_logprobs,
+                                    "finish_reason": None,
+                                }
+                            ]
+                        )
+                    )
         for index, plan in enumerate(plans):
             finish_reason = plan.source.get("finish_reason", "stop")
             events.append(

@@ -10,7 +10,15 @@ from typing import Final
 
 from ._completions import Completion, make_completion
 
-__all__ = ["SEED_INVOKE", "SEED_STREAM", "SEED_TOP_LOGPROBS", "seed_completions"]
+__all__ = [
+    "SEED_INVOKE",
+    "SEED_STREAM",
+    "SEED_STRUCTURED",
+    "SEED_TOOL_ANSWER",
+    "SEED_TOOL_CALL",
+    "SEED_TOP_LOGPROBS",
+    "seed_completions",
+]
 
 
 _SEED_CREATED: Final = 1_723_575_012
@@ -179,10 +187,82 @@ SEED_TOP_LOGPROBS: Final[Completion] = make_completion(
 )
 """The guide's ``topLogprobs: 3`` answer (3 alternatives per token). Read-only."""
 
-_SEEDS: Final[tuple[Completion, ...]] = (SEED_INVOKE, SEED_STREAM, SEED_TOP_LOGPROBS)
+SEED_TOOL_CALL: Final[Completion] = make_completion(
+    [],
+    tool_calls=[("get_weather", {"city": "New York City"})],
+    id="chatcmpl-seed-tool-call",
+    prompt_tokens=44,
+    created=_SEED_CREATED + 3,
+    system_fingerprint=_SEED_FINGERPRINT,
+)
+"""A request with ``tools`` (its last message not a tool result): the model calls
+``get_weather`` with ``{"city":"New York City"}``, as in OpenAI's own streamed tool-call
+recordings (the call's head, then the arguments in pieces). Read-only."""
+
+SEED_TOOL_ANSWER: Final[Completion] = make_completion(
+    [
+        ("It", -0.31326166),
+        ("'s", -0.0067153485),
+        (" sunny", -0.20141353),
+        (" and", -0.047437165),
+        (" 22", -1.1920929e-06),
+        ("°C", -0.0024756414),
+        (" in", -0.00033546583),
+        (" New", -0.12692805),
+        (" York", 0.0),
+        (" City", -2.1008714e-06),
+        (".", -0.0015918379),
+    ],
+    k=3,
+    seed=12,
+    id="chatcmpl-seed-tool-answer",
+    prompt_tokens=71,
+    created=_SEED_CREATED + 4,
+    system_fingerprint=_SEED_FINGERPRINT,
+)
+"""A request with ``tools`` whose last message is a tool result: the answer. Read-only."""
+
+SEED_STRUCTURED: Final[Completion] = make_completion(
+    [
+        ('{"', -1.9816675e-06),
+        ("city", 0.0),
+        ('":"', 0.0),
+        ("San", -0.0024767374),
+        (" Francisco", -1.3856493e-06),
+        ('","', -3.0545007e-06),
+        ("temperature", 0.0),
+        ('":', 0.0),
+        ("65", -0.5767712),
+        (',"', -1.2664457e-06),
+        ("units", 0.0),
+        ('":"', 0.0),
+        ("f", -0.0009114635),
+        ('"}', 0.0),
+    ],
+    k=3,
+    seed=13,
+    id="chatcmpl-seed-structured",
+    prompt_tokens=78,
+    created=_SEED_CREATED + 5,
+    system_fingerprint=_SEED_FINGERPRINT,
+)
+"""A request with a ``json_schema`` response_format: ``{"city":"San Francisco",
+"temperature":65,"units":"f"}``, split as OpenAI streams structured output. Read-only."""
+
+_SEEDS: Final[tuple[Completion, ...]] = (
+    SEED_INVOKE,
+    SEED_STREAM,
+    SEED_TOP_LOGPROBS,
+    SEED_TOOL_CALL,
+    SEED_TOOL_ANSWER,
+    SEED_STRUCTURED,
+)
 _SEED_INVOKE_INDEX: Final = 0
 _SEED_STREAM_INDEX: Final = 1
 _SEED_TOP_INDEX: Final = 2
+_SEED_TOOL_CALL_INDEX: Final = 3
+_SEED_TOOL_ANSWER_INDEX: Final = 4
+_SEED_STRUCTURED_INDEX: Final = 5
 
 
 def seed_completions() -> list[Completion]:
@@ -191,4 +271,4 @@ def seed_completions() -> list[Completion]:
     They reproduce the LangChain.js "how to get log probabilities" guide for
     ``gpt-4o-2024-08-06``, value for value where the guide shows values.
     """
-    return copy.deepcopy(list(_SEEDS))
+    return copy.deepcopy(list(_SEEDS[:3]))

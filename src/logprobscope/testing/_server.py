@@ -29,7 +29,15 @@ from ._render import (
     _requested_top_logprobs,
     _Shape,
 )
-from ._seeds import _SEED_INVOKE_INDEX, _SEED_STREAM_INDEX, _SEED_TOP_INDEX, _SEEDS
+from ._seeds import (
+    _SEED_INVOKE_INDEX,
+    _SEED_STREAM_INDEX,
+    _SEED_STRUCTURED_INDEX,
+    _SEED_TOOL_ANSWER_INDEX,
+    _SEED_TOOL_CALL_INDEX,
+    _SEED_TOP_INDEX,
+    _SEEDS,
+)
 from ._wire import _LAST_CHUNK, _frame
 
 __all__ = ["CompletionChooser", "ReplayServer"]
@@ -65,7 +73,10 @@ class ReplayServer:
     Args:
         completions: The answers: a sequence served round-robin, or a callable
             choosing one given the parsed request body.  Default: the seed
-            completions, chosen by request: ``top_logprobs >= 1`` gets
+            completions, chosen by request: a ``json_schema`` or ``json_object``
+            ``response_format`` gets :data:`SEED_STRUCTURED`; else ``tools`` get
+            :data:`SEED_TOOL_ANSWER` when the last message is a tool result and
+            :data:`SEED_TOOL_CALL` otherwise; else ``top_logprobs >= 1`` gets
             :data:`SEED_TOP_LOGPROBS`, else ``stream: true`` gets
             :data:`SEED_STREAM`, else :data:`SEED_INVOKE`.  A sequence is
             deep-copied.  A callable's results are cached by identity (the
@@ -248,7 +259,18 @@ class ReplayServer:
                     self._served_models[model] = None
             return None, completion
         if self._default:
-            if _requested_top_logprobs(body) >= 1:
+            response_format = body.get("response_format")
+            messages = body.get("messages")
+            last = messages[-1] if isinstance(messages, list) and messages else None
+            if isinstance(response_format, Mapping) and response_format.get("type") in (
+                "json_schema",
+                "json_object",
+            ):
+                index = _SEED_STRUCTURED_INDEX
+            elif body.get("tools"):
+                answered = isinstance(last, Mapping) and last.get("role") == "tool"
+                index = _SEED_TOOL_ANSWER_INDEX if answered else _SEED_TOOL_CALL_INDEX
+            elif _requested_top_logprobs(body) >= 1:
                 index = _SEED_TOP_INDEX
             elif body.get("stream") is True:
                 index = _SEED_STREAM_INDEX

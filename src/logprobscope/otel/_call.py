@@ -1,0 +1,416 @@
+"""`CallTelemetry`: one model call's span, from its start to its one end.
+
+The call starts its span with the request attributes, feeds its tokens to the running
+statistics, the event writer and the metric observations, keeps the response's facts, and
+at its end sets the summary attributes, ends the span and records the per-call metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, StatusCode
+
+from .. import _contract as n
+from .._figures import LogprobStats, LogprobSummary
+from .._logprobs import TokenLogprobList
+from .._text import valid_text
+from ._attributes import (
+    Attributes,
+    error_type,
+    metric_attributes,
+    output_messages_json,
+    request_attributes,
+    response_attributes,
+    summary_attributes,
+)
+from ._events import EventWriter, event_limit
+from ._guest import hook_end, ours_only, unhook_end
+from ._input import ResponseFacts, TokenColumns, TokenInput
+from ._metrics import NO_EXEMPLAR_CONTEXT, CallMetrics
+
+if TYPE_CHECKING:
+    from ._telemetry import LogprobTelemetry
+
+__all__ = ["CallTelemetry"]
+
+logger = logging.getLogger("logprobscope.otel")
+
+_NO_RESPONSE = ResponseFacts()
+_T = TypeVar("_T")
+
+
+class CallTelemetry:
+    """The telemetry of one model call: its span, events and metric observations.
+
+    Made by `LogprobTelemetry.start_call`. Feed it from one thread at a time (a call's
+    chunks arrive in order): `add_tokens` and `add_chunk` as the answer arrives,
+    `set_response` with what the server said, then `end` or `fail`, once.
+
+    Each method is safe to call in any state: after the end, everything is ignored;
+    failures are logged (once per call at warning level, then at debug), never raised.
+    Ending happens once; later ends are ignored.
+
+    Also a context manager, for code that holds the whole call in one block::
+
+        with telemetry.start_call(model="m", stream=False, params=body) as call:
+            answer = backend.complete(body)    # an exception here fails the call
+            call.add_tokens(answer.tokens)     # token-like objects or JSON entries
+            call.set_response(ResponseFacts(id=answer.id, model=answer.model))
+
+    Leaving the block ends the call (`end(completed=True)`); an exception fails it with that
+    exception (`fail`), which then propagates unchanged; `GeneratorExit` (a generator left
+    before its end) ends it with `completed=False`. A stream that outlives the block (one
+    returned to the caller, say) must not be started in a `with`: end it with `end` or
+    `fail` when it is done.
+    """
+
+    __slots__ = (
+        "_telemetry",
+        "_span",
+        "_stream",
+        "_capture",
+        "_stats",
+        "_metrics",
+        "_events",
+        "_columns",
+        "_response",
+        "_ended",
+        "_warned",
+        "_lock",
+        "_owned",
+        "_end_hook",
+    )
+
+    def __init__(
+        self,
+        telemetry: LogprobTelemetry | None,
+        *,
+        model: str,
+        stream: bool,
+        params: Mapping[str, object],
+        provider: str,
+        server_address: str | None,
+        server_port: int | None,
+        input_messages: Sequence[Mapping[str, object]] | None,
+        context: Context | None,
+        start_time_ns: int | None = None,
+        span: Span | None = None,
+    ) -> None:
+        start_perf = time.perf_counter_ns()
+        self._owned = span is None  # our span, which we end; else its owner ends it
+        self._end_hook: object = None
+        if start_time_ns is not None:  # the same instant on the monotonic clock
+            start_perf -= max(0, time.time_ns() - start_time_ns)
+        self._telemetry = telemetry
+        self._stream = stream
+        self._ended = telemetry is None
+        self._warned = False
+        self._lock = threading.Lock()
+        self._columns = TokenColumns()
+        self._response = _NO_RESPONSE
+        self._events: EventWriter | None = None
+        if telemetry is None:  # the disabled stand-in
+            self._span: Span = trace.INVALID_SPAN
+            self._capture = False
+            self._stats = LogprobStats()
+            self._metrics = CallMetrics(None, {}, NO_EXEMPLAR_CONTEXT, start_perf)
+            return
+
+        capture = self._capture = telemetry.capture_content
+        threshold = telemetry.low_confidence_threshold
+        self._stats = LogprobStats(threshold)
+        parent = context if context is not None else context_api.get_current()
+        attributes = request_attributes(
+            model=model,
+            stream=stream,
+            params=params,
+            provider=provider,
+            server_address=server_address,
+            server_port=server_port,
+            threshold=threshold,
+            input_messages=input_messages if capture else None,
+        )
+        if span is None:
+            span = telemetry._tracer.start_span(
+                f"{n.OPERATION_CHAT} {model}",
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=start_time_ns,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        else:  # the owner's span: its gen_ai.* attributes are the owner's
+            span.set_attributes(ours_only(attributes))
+            parent = context_api.get_current()
+        self._span = span
+        self._metrics = CallMetrics(
+            telemetry._instruments,
+            metric_attributes(model=model, provider=provider, server_address=server_address),
+            trace.set_span_in_context(span, parent),  # metric exemplars point at this span
+            start_perf,
+            owned=self._owned,
+        )
+        if span.is_recording():  # a span sampled out gets no events at all
+            self._events = EventWriter(
+                span.add_event,
+                mode=telemetry.events,
+                limit=event_limit(span, telemetry._tracer_provider),
+                capture=capture,
+                threshold=threshold,
+            )
+        if not self._owned:
+            self._end_hook = hook_end(span, self._owner_ends)
+
+    @classmethod
+    def _disabled(cls) -> CallTelemetry:
+        return cls(
+            None,
+            model="",
+            stream=False,
+            params={},
+            provider="",
+            server_address=None,
+            server_port=None,
+            input_messages=None,
+            context=None,
+        )
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def span(self) -> Span:
+        """The call's span (non-recording when sampled out or disabled)."""
+        return self._span
+
+    @property
+    def ended(self) -> bool:
+        """True once `end` or `fail` has run."""
+        return self._ended
+
+    @property
+    def response_model(self) -> str | None:
+        """The response model set so far, if any."""
+        return self._response.model
+
+    @property
+    def token_count(self) -> int:
+        """Tokens added so far."""
+        return self._stats.count
+
+    def _failed(self, what: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning("logprob telemetry failed in %s; the call goes on", what, exc_info=True)
+        else:
+            logger.debug("logprob telemetry failed in %s", what, exc_info=True)
+
+    # -- feeding --------------------------------------------------------------------------
+
+    def add_tokens(self, tokens: TokenInput, *, time_ns: int | None = None) -> None:
+        """Tokens arrived at `time_ns` (wall clock, ns since epoch; None: now).
+
+        `tokens` are token-like objects (our `TokenLogprobList`, read in place; the openai
+        SDK's `ChatCompletionTokenLogprob`s; `TokenLogprob`s) or OpenAI-format JSON entries
+        (see `TokenInput`); malformed entries are kept as far as they make sense. On a
+        streamed call each call is one chunk's arrival, even with no tokens.
+        """
+        if self._ended:
+            return
+        try:
+            metrics = self._metrics
+            if self._stream:
+                metrics.chunk()
+            if isinstance(tokens, TokenLogprobList):
+                buf, start, stop = tokens._columns()  # ours: read in place, zero-copy
+            else:
+                buf, start, stop = self._columns.append(tokens)
+            if stop > start:
+                self._stats.add_columns(
+                    buf.logprobs,
+                    buf.top_logprobs,
+                    buf.top_offsets,
+                    start,
+                    stop,
+                    metrics.probabilities,
+                )
+                events = self._events
+                if events is not None:
+                    events.add(buf, start, stop, time.time_ns() if time_ns is None else time_ns)
+            metrics.observe(self._response.model)
+        except Exception:
+            self._failed("add_tokens")
+
+    def add_chunk(self, *, time_ns: int | None = None) -> None:
+        """A streamed chunk without tokens arrived (role, finish or usage chunks).
+
+        Chunk arrivals feed time-to-first-chunk and time-per-output-chunk. On a streamed
+        call, `add_tokens` counts its chunk itself (even with no tokens): call `add_chunk`
+        only for chunks not passed to it. The timing is read from a monotonic clock here;
+        `time_ns` is accepted for symmetry and unused.
+        """
+        if self._ended:
+            return
+        try:
+            metrics = self._metrics
+            metrics.chunk()
+            metrics.observe(self._response.model)
+        except Exception:
+            self._failed("add_chunk")
+
+    def set_response(self, response: ResponseFacts) -> None:
+        """What the server answered; may be called more than once (None keeps the earlier).
+
+        Giving the response model early (e.g. from a stream's first chunk) lets metric
+        observations be recorded during the stream instead of all at the end.
+        `output_text` becomes `gen_ai.output.messages` only with content capture.
+        """
+        if self._ended:
+            return
+        try:
+            # Server strings go into attributes: no lone surrogate may reach the exporter.
+            known = self._response
+            reasons = response.finish_reasons
+            self._response = ResponseFacts(
+                id=known.id if response.id is None else valid_text(response.id),
+                model=known.model if response.model is None else valid_text(response.model),
+                finish_reasons=known.finish_reasons
+                if reasons is None
+                else [valid_text(str(r)) for r in reasons],
+                input_tokens=_keep(known.input_tokens, response.input_tokens),
+                output_tokens=_keep(known.output_tokens, response.output_tokens),
+                output_text=_keep(known.output_text, response.output_text),
+            )
+        except Exception:
+            self._failed("set_response")
+
+    # -- the end --------------------------------------------------------------------------
+
+    def _owner_ends(self) -> None:
+        # The owner of the span we record on ends it before the call ended here (its stream
+        # wrapper closed or collected first, its handler run first): our part ends now.
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._finish(None, False if self._stream else None)
+
+    def end(self, *, completed: bool | None = None) -> None:
+        """The call ended with an answer: set the summary attributes, end the span, record.
+
+        `completed` is for streams: False when the stream was left before its end
+        (`logprobs.stream.completed = false`); None for non-streamed calls.
+        """
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._finish(None, completed)
+
+    def fail(self, error: BaseException) -> None:
+        """The call failed with `error`: status ERROR, `error.type`, the exception recorded."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._finish(error, False if self._stream else None)
+
+    def __enter__(self) -> CallTelemetry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end(completed=True)
+        elif isinstance(exc, GeneratorExit):  # the caller stopped reading: not an error
+            self.end(completed=False)
+        else:
+            self.fail(exc)
+
+    def _finish(self, error: BaseException | None, completed: bool | None) -> None:
+        if self._telemetry is None:
+            return
+        end_perf = time.perf_counter_ns()
+        summary: LogprobSummary | None = None
+        try:
+            summary = self._stats.summary()
+            self._end_span(summary, error, completed)
+        except Exception:
+            self._failed("ending the span")
+            try:
+                if self._owned and self._span.is_recording():
+                    self._span.end()
+            except Exception:
+                logger.debug("ending the span failed", exc_info=True)
+        try:
+            self._metrics.record_end(
+                summary or self._stats.summary(),
+                self._response,
+                stream=self._stream,
+                error=error,
+                end_perf=end_perf,
+            )
+        except Exception:
+            self._failed("recording metrics")
+        self._events = None  # let go of the buffers of a batch never written
+
+    def _end_span(
+        self, summary: LogprobSummary, error: BaseException | None, completed: bool | None
+    ) -> None:
+        span = self._span
+        events = self._events
+        if not self._owned:
+            unhook_end(span, self._end_hook)
+        if events is None:  # not recording
+            if self._owned:
+                span.end()
+            return
+        events.close()
+        response = self._response
+        attributes: Attributes = {}
+        response_attributes(attributes, response)
+        if self._stream:
+            first_chunk = self._metrics.time_to_first_chunk()
+            if first_chunk is not None:
+                attributes[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = first_chunk
+        summary_attributes(attributes, summary)
+        if self._stream:
+            attributes[n.LOGPROBS_STREAM_COMPLETED] = bool(completed) and error is None
+        attributes[n.LOGPROBS_EVENTS_MODE] = events.mode
+        if events.dropped:
+            attributes[n.LOGPROBS_EVENTS_DROPPED] = events.dropped
+        if self._capture and response.output_text is not None:
+            reasons = response.finish_reasons
+            attributes[n.GEN_AI_OUTPUT_MESSAGES] = output_messages_json(
+                response.output_text, reasons[0] if reasons else None
+            )
+        if not self._owned:  # the rest, the status and the end are the owner's
+            span.set_attributes(ours_only(attributes))
+            return
+        if error is not None:
+            kind = error_type(error)
+            attributes[n.ERROR_TYPE] = kind
+            span.set_attributes(attributes)
+            if events.room_for_exception:  # never push out a token event
+                span.record_exception(error, escaped=True)
+            span.set_status(StatusCode.ERROR, str(error) or kind)
+        else:
+            span.set_attributes(attributes)
+        span.end()
+
+
+def _keep(known: _T | None, given: _T | None) -> _T | None:
+    return known if given is None else given
