@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from .. import _contract as n
-from .._figures import LogprobStats, LogprobSummary
+from .._figures import LogprobStats, LogprobSummary, summary_attributes
 from .._logprobs import TokenLogprobList
 from .._text import valid_text
 from ._attributes import (
@@ -30,7 +30,6 @@ from ._attributes import (
     output_messages_json,
     request_attributes,
     response_attributes,
-    summary_attributes,
 )
 from ._events import EventWriter, event_limit
 from ._guest import hook_end, ours_only, unhook_end
@@ -386,7 +385,7 @@ class CallTelemetry:
             first_chunk = self._metrics.time_to_first_chunk()
             if first_chunk is not None:
                 attributes[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = first_chunk
-        summary_attributes(attributes, summary)
+        attributes.update(summary_attributes(summary))
         if self._stream:
             attributes[n.LOGPROBS_STREAM_COMPLETED] = bool(completed) and error is None
         attributes[n.LOGPROBS_EVENTS_MODE] = events.mode
