@@ -30,9 +30,8 @@ of the returned response is read, so the caller's `parse()` gets that same objec
 SDK's `chat.completions.stream()` helper (it calls `create`). Not traced, passed through
 untouched: `with_streaming_response.create` and `with_raw_response.create(stream=True)` (the
 caller reads the HTTP body itself), `chat.completions.parse()`, and the calls of
-`logprobscope.ChatOpenAI` (its
-OpenTelemetry handler traces those). Only choice 0's tokens are recorded when `n` > 1; every
-choice's finish reason is.
+`logprobscope.ChatOpenAI` (its OpenTelemetry handler traces those). Only choice 0's tokens are
+recorded when `n` > 1; every choice's finish reason is.
 
 The Responses API is traced the same way, by the same call: `responses.create` (streamed or
 not, and its `with_raw_response`), the `responses.stream()` helper (it calls `create`) and
@@ -45,8 +44,21 @@ response is closed by other code (the SDK's `stream()` helpers close it on leavi
 and `responses.stream(response_id=...)`, which resume a response instead of creating one.
 
 A LangChain `ChatOpenAI` calls `create` on its own client too, so instrumenting all clients
-covers it; attach `logprobscope.langchain.LogprobsCallbackHandler` *or* instrument all clients,
-not both, or each call is traced twice.
+covers it; where `logprobscope.langchain.LogprobsCallbackHandler` records the LangChain run (the
+handler attached, or `LangChainInstrumentor`), the `create` call under it is left to the
+handler: each call is recorded once.
+
+Next to other instrumentations: instrumenting all clients puts our wrapper innermost, under any
+wrapper (wrapt proxy) another instrumentation already has on `create`; one added later wraps
+over ours. When `create` is called with another instrumentation's chat span current (such as
+OpenTelemetry's `opentelemetry-instrumentation-genai-openai`, whose span is current around the
+call and around each read of its stream), no span is started: the logprob attributes, events
+and `logprobs.*` metrics go on that span, which its owner ends (see
+`LogprobTelemetry.start_call(span=...)`). Uninstrumenting takes out our wrapper only; under
+another's plain-function wrapper, where it cannot be taken out, it stays and passes calls
+through. A client instrumented on its own (`instrument_openai(client)`) is wrapped on the
+object, outside any class-level wrapper: next to another instrumentation, instrument all
+clients instead.
 """
 
 from __future__ import annotations
@@ -60,7 +72,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import httpx2
 import openai
@@ -72,6 +84,8 @@ from openai.types.responses import Response
 from typing_extensions import Unpack
 
 from ._endpoint import server_address_port
+from ._neighbours import claimed_langchain_run, current_chat_span
+from ._patching import below_proxies, remove_layer
 from ._traced_responses import ResponsesRecorder, input_messages, record_response
 from ._traced_stream import Recorder, StreamRecorder, TracedAsyncStream, TracedStream
 from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
@@ -82,7 +96,6 @@ logger = logging.getLogger("logprobscope")
 
 _CREATE: Final = "create"
 _MARK: Final = "__logprobscope_instrumentation__"
-_ORIGINAL: Final = "__logprobscope_original__"
 _RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
 _STACK_DEPTH: Final = 8
 # Arguments of `create` that are not part of the request body (the messages or input aside).
@@ -98,10 +111,11 @@ _LOCK = threading.Lock()
 class _State:
     """What one instrumentation (of a client, or of the classes) records into."""
 
-    __slots__ = ("telemetry",)
+    __slots__ = ("telemetry", "active")
 
     def __init__(self, telemetry: LogprobTelemetry) -> None:
         self.telemetry = telemetry
+        self.active = True  # False: uninstrumented, but our layer could not be taken out
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,9 @@ _ENDPOINTS: Final = (
     # parse() posts the request itself (not through create): traced on its own
     _Endpoint("responses", (Responses, AsyncResponses), "parse", "input"),
 )
+
+# Per patched class and method: our layer, what it calls, and its state.
+_CLASS_LAYERS: dict[tuple[type, str], tuple[object, object, _State]] = {}
 
 
 # -- what the calls send and receive --------------------------------------------------------
@@ -213,7 +230,10 @@ def _start(
     messages: object = kwargs.get(endpoint.inputs)
     if endpoint.api == "responses" and capture:
         messages = input_messages(messages)
+    # Another instrumentation's span for this call, current around it (ours runs innermost,
+    # inside theirs): the call is recorded on it instead of a span of ours.
     call = telemetry.start_call(
+        span=current_chat_span(),
         model=str(kwargs.get("model", "")),
         stream=kwargs.get("stream") is True,
         params=_params(kwargs, endpoint.inputs),
@@ -302,9 +322,14 @@ async def _traced_async(
     return _finish(call, result, capture, endpoint, resource)
 
 
-def _passes_through(kwargs: Mapping[str, object]) -> bool:
-    if _IN_CALL.get():
+def _passes_through(state: _State, kwargs: Mapping[str, object]) -> bool:
+    if _IN_CALL.get() or not state.active:
         return True
+    run = claimed_langchain_run()
+    if run is not None:
+        # Our LangChain handler records this call, unless another instrumentation made a span
+        # for it, current now, and the handler has not started: then we record on that span.
+        return current_chat_span() is None or not run.hand_over()
     raw = _raw_mode(kwargs)
     if raw is not None and (raw != "true" or kwargs.get("stream") is True):
         return True  # with_streaming_response, or a raw stream: the caller reads the bytes
@@ -318,7 +343,7 @@ def _class_wrapper(
 
         @functools.wraps(original)
         async def acreate(self: object, *args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return await original(self, *args, **kwargs)
             bound = functools.partial(original, self)
             return await _traced_async(state, endpoint, self, bound, args, kwargs)
@@ -328,14 +353,13 @@ def _class_wrapper(
 
         @functools.wraps(original)
         def create(self: object, *args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return original(self, *args, **kwargs)
             bound = functools.partial(original, self)
             return _traced_sync(state, endpoint, self, bound, args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
-    setattr(wrapper, _ORIGINAL, original)
     return wrapper
 
 
@@ -346,7 +370,7 @@ def _instance_wrapper(
 
         @functools.wraps(original)
         async def acreate(*args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return await original(*args, **kwargs)
             return await _traced_async(state, endpoint, resource, original, args, kwargs)
 
@@ -355,13 +379,43 @@ def _instance_wrapper(
 
         @functools.wraps(original)
         def create(*args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return original(*args, **kwargs)
             return _traced_sync(state, endpoint, resource, original, args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
     return wrapper
+
+
+def _reachable(cls: type, name: str, layer: object) -> bool:
+    node: object = cls.__dict__[name]
+    for _ in range(16):
+        if node is layer:
+            return True
+        node = getattr(node, "__wrapped__", None)
+        if node is None:
+            return False
+    return False
+
+
+def _instrument_class(cls: type, endpoint: _Endpoint, state: _State, is_async: bool) -> None:
+    # Innermost: under any other instrumentation's proxy (wrapt) already there, next to the
+    # SDK's function; one patching later wraps over us. Either way their span is current
+    # when ours runs, and ours can record on it.
+    name = endpoint.method
+    known = _CLASS_LAYERS.get((cls, name))
+    if known is not None and _reachable(cls, name, known[0]):
+        known[2].telemetry = state.telemetry
+        known[2].active = True
+        return
+    holder, inner = below_proxies(cls, name)
+    ours = _class_wrapper(cast("Callable[..., Any]", inner), state, endpoint, is_async)
+    if holder is None:
+        setattr(cls, name, ours)
+    else:
+        holder.__wrapped__ = ours  # type: ignore[attr-defined]
+    _CLASS_LAYERS[(cls, name)] = (ours, inner, state)
 
 
 # -- public API ----------------------------------------------------------------------------------
@@ -418,13 +472,7 @@ def instrument_openai(
         if client is None:
             for endpoint in _ENDPOINTS:
                 for cls, is_async in zip(endpoint.classes, (False, True), strict=True):
-                    current = cls.__dict__[endpoint.method]
-                    existing = getattr(current, _MARK, None)
-                    if isinstance(existing, _State):
-                        existing.telemetry = state.telemetry
-                    else:
-                        wrapper = _class_wrapper(current, state, endpoint, is_async)
-                        setattr(cls, endpoint.method, wrapper)
+                    _instrument_class(cls, endpoint, state, is_async)
             return
         for endpoint, resource in _resources(client):
             existing = getattr(resource.__dict__.get(endpoint.method), _MARK, None)
@@ -448,9 +496,11 @@ def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None
         if client is None:
             for endpoint in _ENDPOINTS:
                 for cls in endpoint.classes:
-                    current = cls.__dict__[endpoint.method]
-                    if isinstance(getattr(current, _MARK, None), _State):
-                        setattr(cls, endpoint.method, getattr(current, _ORIGINAL))
+                    layer = _CLASS_LAYERS.pop((cls, endpoint.method), None)
+                    if layer is not None:
+                        ours, inner, state = layer
+                        if not remove_layer(cls, endpoint.method, ours, inner):
+                            state.active = False  # stays, under another's wrapper: passes on
             return
         for endpoint, resource in _resources(client):
             if isinstance(getattr(resource.__dict__.get(endpoint.method), _MARK, None), _State):
