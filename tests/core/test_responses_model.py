@@ -297,8 +297,9 @@ def test_responses_options_need_the_responses_api(
     ("messages", "match"),
     [
         ([{"role": "user", "content": "hi", "name": "ann"}], "has a name"),
-        ([AIMessage(content="x", audio={"id": "a"}), HumanMessage(content="y")], "audio"),
-        ([AIMessage(content="", tool_calls=[ToolCall(name="f", args={})])], "no id"),
+        # dicts, not messages: a message made at import would outlive every test
+        ([{"role": "assistant", "content": "x", "audio": {"id": "a"}}], "audio"),
+        ([{"role": "assistant", "tool_calls": [{"name": "f", "args": {}}]}], "no id"),
     ],
 )
 async def test_messages_the_api_cannot_take_fail_before_any_request(
