@@ -16,7 +16,7 @@ from logprobscope.instrument import instrument_openai, uninstrument_openai
 from logprobscope.testing import SEED_STRUCTURED, SEED_TOOL_CALL, ReplayServer, make_completion
 from tests.support.entry_points import MESSAGES
 from tests.support.factories import ServerFactory
-from tests.support.otel import InMemoryOtel, field_events, reassemble
+from tests.support.otel import InMemoryOtel, field_events, reassemble, streams
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_global_instrumentation")]
 
@@ -180,3 +180,37 @@ def test_tool_calls_and_refusals_in_the_output_messages(
     events = [e for e in refused.events if e.name == "logprobs.token"]
     assert [e.attributes["logprobs.token.logprob"] for e in events] == refusal_tokens  # type: ignore[index]
     assert {e.attributes["logprobs.token.channel"] for e in events} == {"refusal"}  # type: ignore[index]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("events", ["tokens", "batched"])
+def test_every_choice_is_recorded_with_its_index(
+    client: openai.OpenAI, otel: InMemoryOtel, stream: bool, events: str
+) -> None:
+    # n=3: choices 1 and 2 go to events marked with their index; choice 0 makes the summary.
+    instrument_openai(client, telemetry=otel.telemetry_with(events=events))
+    args: dict[str, Any] = {"model": "gpt-4o", "messages": MESSAGES, "logprobs": True, "n": 3}
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **args))
+        sent: dict[int, list[float]] = {}
+        for chunk in chunks:
+            for choice in chunk.choices:
+                for t in (choice.logprobs.content if choice.logprobs else None) or []:
+                    sent.setdefault(choice.index, []).append(t.logprob)
+    else:
+        completion = client.chat.completions.create(**args)
+        sent = {
+            c.index: [t.logprob for t in (c.logprobs.content if c.logprobs else None) or []]
+            for c in completion.choices
+        }
+    span = otel.span()
+    attrs = span.attributes or {}
+    assert sorted(sent) == [0, 1, 2] and all(sent.values())
+    assert streams(span.events) == {("content", 0), ("content", 1), ("content", 2)}
+    for index, logprobs in sent.items():
+        assert [t.logprob for t in reassemble(span.events, choice=index)] == logprobs
+    assert attrs["logprobs.token_count"] == len(sent[0])
+    assert attrs["logprobs.other_choices.token_count"] == len(sent[1]) + len(sent[2])
+    assert attrs["gen_ai.request.choice.count"] == 3
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop", "stop", "stop")
+    assert "logprobs.events.dropped" not in attrs

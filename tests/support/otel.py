@@ -167,6 +167,7 @@ class Token:
     text: str | None
     top_tokens: tuple[str, ...] | None
     timestamp: int
+    bytes: tuple[int, ...] | None = None  # token events with content capture only
 
 
 def reassemble(events: Sequence[Any], *, channel: str = "content", choice: int = 0) -> list[Token]:
@@ -202,6 +203,9 @@ def reassemble(events: Sequence[Any], *, channel: str = "content", choice: int =
                     attrs.get("logprobs.token.text"),
                     tuple(top_tokens) if top_tokens is not None else None,
                     timestamp,
+                    tuple(attrs["logprobs.token.bytes"])
+                    if "logprobs.token.bytes" in attrs
+                    else None,
                 )
             )
         elif name == BATCH_EVENT:
