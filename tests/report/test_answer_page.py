@@ -99,6 +99,8 @@ def test_refusal_tokens_are_shown_with_their_details(
     assert "<h3>Refusal</h3>" in refused and "<h3>Fields</h3>" not in refused
     assert 'data-call="2" data-stream="refusal"' in refused
     assert "<dt>refusal tokens</dt><dd>3</dd>" in refused
+    assert "<dt>content captured</dt><dd>yes</dd>" in refused  # the refusal's texts
+    assert "No content tokens: the model refused" in refused
     match = re.search(r'<script type="application/json" id="lps-data">(.*?)</script>', page)
     assert match is not None
     data = json.loads(match.group(1))

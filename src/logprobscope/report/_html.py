@@ -87,6 +87,8 @@ def _render_tokens(
     # Choice 0's content by default; `stream` names another list of the page's data.
     if tokens is None:
         tokens, count = call.tokens, call.token_count
+    if not tokens and stream is None and call.refusal_tokens:
+        return '<p class="muted">No content tokens: the model refused (below).</p>'
     if not tokens:
         mode = call.events_mode or "unknown"
         return (
@@ -275,7 +277,7 @@ def _badges(call: ModelCall) -> str:
         badges.append('<span class="badge err">incomplete</span>')
     if call.status_code == "ERROR":
         badges.append('<span class="badge err">error</span>')
-    if call.tokens and not call.content_captured:
+    if (call.tokens or call.other_tokens) and not call.content_captured:
         badges.append('<span class="badge">no content capture</span>')
     return "".join(badges)
 

@@ -185,8 +185,10 @@ class ModelCall:
 
     @property
     def content_captured(self) -> bool:
-        """Whether the trace holds the token texts."""
-        return any(t.text is not None for t in self.tokens)
+        """Whether the trace holds the token texts (of any stream)."""
+        return any(t.text is not None for t in self.tokens) or any(
+            t.text is not None for t in self.other_tokens
+        )
 
     @property
     def events_mode(self) -> str | None:
