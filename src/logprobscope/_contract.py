@@ -265,3 +265,11 @@ DEFAULT_EVENTS_MODE: Final = MODE_TOKENS
 # -- configuration ---------------------------------------------------------------------------
 
 ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Read by the OpenTelemetry-style instrumentors (logprobscope.instrumentation) when
+# instrument() is called without the option, as `opentelemetry-instrument` calls it.
+ENV_EVENTS: Final = "LOGPROBSCOPE_EVENTS"
+ENV_LOW_CONFIDENCE_THRESHOLD: Final = "LOGPROBSCOPE_LOW_CONFIDENCE_THRESHOLD"
+# Entry point names under `opentelemetry_instrumentor` (what
+# OTEL_PYTHON_DISABLED_INSTRUMENTATIONS lists to turn one off).
+INSTRUMENTOR_OPENAI: Final = "logprobscope_openai"
+INSTRUMENTOR_LANGCHAIN: Final = "logprobscope_langchain"

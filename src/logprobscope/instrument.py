@@ -44,8 +44,21 @@ Not traced, passed through untouched: `with_streaming_response` calls and
 of `logprobscope.ChatOpenAI` (its OpenTelemetry handler traces those).
 
 A LangChain `ChatOpenAI` calls `create` on its own client too, so instrumenting all clients
-covers it; attach `logprobscope.langchain.LogprobsCallbackHandler` *or* instrument all clients,
-not both, or each call is traced twice.
+covers it; where `logprobscope.langchain.LogprobsCallbackHandler` records the LangChain run (the
+handler attached, or `LangChainInstrumentor`), the `create` call under it is left to the
+handler: each call is recorded once.
+
+Next to other instrumentations: instrumenting all clients puts our wrappers innermost, under any
+wrapper (wrapt proxy) another instrumentation already has on `create` or `parse`; one added
+later wraps over ours. When `create` is called with another instrumentation's chat span current
+(such as OpenTelemetry's `opentelemetry-instrumentation-genai-openai`, whose span is current
+around the call and around each read of its stream), no span is started: the logprob attributes,
+events and `logprobs.*` metrics go on that span, which its owner ends (see
+`LogprobTelemetry.start_call(span=...)`). Uninstrumenting takes out our wrapper only; under
+another's plain-function wrapper, where it cannot be taken out, it stays and passes calls
+through. A client instrumented on its own (`instrument_openai(client)`) is wrapped on the
+object, outside any class-level wrapper: next to another instrumentation, instrument all clients
+instead.
 """
 
 from __future__ import annotations
@@ -58,7 +71,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
@@ -68,6 +81,8 @@ from pydantic import BaseModel
 from typing_extensions import Unpack
 
 from ._endpoint import server_address_port
+from ._neighbours import claimed_langchain_run, current_chat_span
+from ._patching import below_proxies, remove_layer
 from ._structured import response_format_param
 from ._traced_stream import StreamRecorder, TracedAsyncStream, TracedStream
 from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
@@ -78,7 +93,6 @@ logger = logging.getLogger("logprobscope")
 
 _METHODS: Final = ("create", "parse")
 _MARK: Final = "__logprobscope_instrumentation__"
-_ORIGINAL: Final = "__logprobscope_original__"
 _RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
 _STACK_DEPTH: Final = 8
 # Arguments of `create` that are not part of the request body.
@@ -94,10 +108,15 @@ _LOCK = threading.Lock()
 class _State:
     """What one instrumentation (of a client, or of the classes) records into."""
 
-    __slots__ = ("telemetry",)
+    __slots__ = ("telemetry", "active")
 
     def __init__(self, telemetry: LogprobTelemetry) -> None:
         self.telemetry = telemetry
+        self.active = True  # False: uninstrumented, but our layer could not be taken out
+
+
+# Per patched method of a class: our layer, what it calls, and its state.
+_CLASS_LAYERS: dict[tuple[type, str], tuple[object, object, _State]] = {}
 
 
 # -- what the calls send and receive --------------------------------------------------------
@@ -222,7 +241,10 @@ def _start(
     host, port = _server(resource)
     telemetry = state.telemetry
     messages = kwargs.get("messages")
+    # Another instrumentation's span for this call, current around it (ours runs innermost,
+    # inside theirs): the call is recorded on it instead of a span of ours.
     call = telemetry.start_call(
+        span=current_chat_span(),
         model=str(kwargs.get("model", "")),
         stream=kwargs.get("stream") is True,
         params=_params(kwargs),
@@ -287,9 +309,14 @@ async def _traced_async(
     return _finish(call, result, capture)
 
 
-def _passes_through(kwargs: Mapping[str, object]) -> bool:
-    if _IN_CALL.get():
+def _passes_through(state: _State, kwargs: Mapping[str, object]) -> bool:
+    if _IN_CALL.get() or not state.active:
         return True
+    run = claimed_langchain_run()
+    if run is not None:
+        # Our LangChain handler records this call, unless another instrumentation made a span
+        # for it, current now, and the handler has not started: then we record on that span.
+        return current_chat_span() is None or not run.hand_over()
     raw = _raw_mode(kwargs)
     if raw is not None and (raw != "true" or kwargs.get("stream") is True):
         return True  # with_streaming_response, or a raw stream: the caller reads the bytes
@@ -301,7 +328,7 @@ def _class_wrapper(original: Callable[..., Any], state: _State, is_async: bool) 
 
         @functools.wraps(original)
         async def acreate(self: AsyncCompletions, *args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return await original(self, *args, **kwargs)
             return await _traced_async(state, self, functools.partial(original, self), args, kwargs)
 
@@ -310,13 +337,12 @@ def _class_wrapper(original: Callable[..., Any], state: _State, is_async: bool) 
 
         @functools.wraps(original)
         def create(self: Completions, *args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return original(self, *args, **kwargs)
             return _traced_sync(state, self, functools.partial(original, self), args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
-    setattr(wrapper, _ORIGINAL, original)
     return wrapper
 
 
@@ -327,7 +353,7 @@ def _instance_wrapper(
 
         @functools.wraps(original)
         async def acreate(*args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return await original(*args, **kwargs)
             return await _traced_async(state, resource, original, args, kwargs)
 
@@ -336,13 +362,42 @@ def _instance_wrapper(
 
         @functools.wraps(original)
         def create(*args: Any, **kwargs: Any) -> Any:
-            if _passes_through(kwargs):
+            if _passes_through(state, kwargs):
                 return original(*args, **kwargs)
             return _traced_sync(state, resource, original, args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
     return wrapper
+
+
+def _reachable(cls: type, name: str, layer: object) -> bool:
+    node: object = cls.__dict__[name]
+    for _ in range(16):
+        if node is layer:
+            return True
+        node = getattr(node, "__wrapped__", None)
+        if node is None:
+            return False
+    return False
+
+
+def _instrument_class(cls: type, name: str, state: _State, is_async: bool) -> None:
+    # Innermost: under any other instrumentation's proxy (wrapt) already there, next to the
+    # SDK's function; one patching later wraps over us. Either way their span is current
+    # when ours runs, and ours can record on it.
+    known = _CLASS_LAYERS.get((cls, name))
+    if known is not None and _reachable(cls, name, known[0]):
+        known[2].telemetry = state.telemetry
+        known[2].active = True
+        return
+    holder, inner = below_proxies(cls, name)
+    ours = _class_wrapper(cast("Callable[..., Any]", inner), state, is_async)
+    if holder is None:
+        setattr(cls, name, ours)
+    else:
+        holder.__wrapped__ = ours  # type: ignore[attr-defined]
+    _CLASS_LAYERS[(cls, name)] = (ours, inner, state)
 
 
 # -- public API ----------------------------------------------------------------------------------
@@ -391,12 +446,7 @@ def instrument_openai(
         if client is None:
             for cls, is_async in ((Completions, False), (AsyncCompletions, True)):
                 for name in _METHODS:
-                    current = cls.__dict__[name]
-                    existing = getattr(current, _MARK, None)
-                    if isinstance(existing, _State):
-                        existing.telemetry = state.telemetry
-                    else:
-                        setattr(cls, name, _class_wrapper(current, state, is_async))
+                    _instrument_class(cls, name, state, is_async)
             return
         resource = _resource(client)
         for name in _METHODS:
@@ -420,9 +470,11 @@ def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None
         if client is None:
             for cls in (Completions, AsyncCompletions):
                 for name in _METHODS:
-                    current = cls.__dict__[name]
-                    if isinstance(getattr(current, _MARK, None), _State):
-                        setattr(cls, name, getattr(current, _ORIGINAL))
+                    layer = _CLASS_LAYERS.pop((cls, name), None)
+                    if layer is not None:
+                        ours, inner, state = layer
+                        if not remove_layer(cls, name, ours, inner):
+                            state.active = False  # under another's wrapper: passes through
             return
         resource = _resource(client)
         for name in _METHODS:

@@ -46,22 +46,36 @@ without either (`invoke` under `astream_events`, for instance) still gets every 
 arrival time, but is labelled not streamed.
 
 One handler serves any number of concurrent runs (threads, tasks), keyed by LangChain's run id.
-Its hooks never raise into LangChain.
+Its hooks never raise into LangChain. While it records a run, the `openai` call LangChain makes
+for it is left alone by `logprobscope.instrument` (one record per call).
+
+Next to OpenTelemetry's LangChain instrumentation (`opentelemetry-instrumentation-genai-langchain`,
+instrumented), no span is started: each run's telemetry goes on the span that instrumentation
+made for the run, found by run id at the run's first chunk or end (its span exists only after
+its own start hook, which LangChain calls after ours when ours comes first, as
+`LangChainInstrumentor` puts it); that span's end is its owner's. Next to OpenTelemetry's OpenAI
+instrumentation, whose span is current around the `openai` call, the raw-client patch of
+`logprobscope.instrument` (if instrumented for all clients) records the run on that span and
+this handler stands aside. Attached after the LangChain instrumentation's handler, ours still
+records, but a non-streamed run's tokens, which arrive with the end, may come after that span
+ended.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, Final
 from uuid import UUID
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
 from typing_extensions import Unpack
 
 try:
@@ -75,6 +89,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._endpoint import server_address_port
+from ._neighbours import (
+    claim_langchain_run,
+    langchain_run_span,
+    official_langchain_active,
+    official_openai_active,
+)
 from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
 __all__ = ["LogprobsCallbackHandler"]
@@ -175,17 +195,65 @@ def _openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, object]]
 
 
 class _Run:
-    """One chat model run: its telemetry and what its chunks said so far."""
+    """One chat model run: its telemetry and what its chunks said so far.
 
-    __slots__ = ("call", "stream", "streamed", "response_model", "finish", "texts")
+    The telemetry starts with the run, or, next to another instrumentation that makes the
+    run's span later, at the run's first chunk or end (`start`, given that span or None),
+    unless the `openai` call's instrumentation took the run over first (`hand_over`).
+    """
 
-    def __init__(self, call: CallTelemetry, stream: bool, capture: bool) -> None:
-        self.call = call
+    __slots__ = (
+        "_call",
+        "_start",
+        "run_id",
+        "done",
+        "handed_over",
+        "stream",
+        "streamed",
+        "response_model",
+        "finish",
+        "texts",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        call: CallTelemetry | None,
+        stream: bool,
+        capture: bool,
+        *,
+        run_id: UUID | None = None,
+        start: Callable[[Span | None], CallTelemetry] | None = None,
+    ) -> None:
+        self._call = call
+        self._start = start
+        self.run_id = run_id
+        self.done = False  # ended: it no longer claims the openai call under it
+        self.handed_over = False  # recorded by the openai call's instrumentation instead
         self.stream = stream
         self.streamed = False  # tokens came through on_llm_new_token
         self.response_model: str | None = None
         self.finish: str | None = None
         self.texts: list[str] | None = [] if capture else None
+
+    def hand_over(self) -> bool:
+        """Leave the run to the openai call's instrumentation, if ours has not started."""
+        if self._call is not None or self._start is None:
+            return False
+        self._start = None
+        self.handed_over = True
+        self._call = CallTelemetry._disabled()
+        return True
+
+    @property
+    def call(self) -> CallTelemetry:
+        """The run's telemetry, started now if it was deferred."""
+        call = self._call
+        if call is None:
+            start, self._start = self._start, None
+            span = langchain_run_span(self.run_id) if self.run_id is not None else None
+            call = self._call = start(span) if start is not None else CallTelemetry._disabled()
+        return call
 
     def add(self, logprobs: object, time_ns: int) -> None:
         # On a streamed call every add is one chunk's arrival, with tokens or without.
@@ -283,7 +351,8 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             telemetry = self.telemetry
             capture = telemetry.capture_content
             host, port = _server(serialized)
-            call = telemetry.start_call(
+            start = functools.partial(
+                telemetry.start_call,
                 model=_model_name(invocation, metadata),
                 stream=stream,
                 params=params,
@@ -291,8 +360,18 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
                 server_port=port,
                 input_messages=_openai_messages(messages[0]) if capture and messages else None,
                 context=otel_context.get_current(),
+                start_time_ns=time.time_ns(),
             )
-            self._runs[run_id] = _Run(call, stream, capture)
+            if official_langchain_active() or official_openai_active():
+                # Another instrumentation makes this run's span later: its LangChain one in
+                # its own hook, after this one (ours starts on it at the first chunk or the
+                # end), or its OpenAI one around the openai call (our raw-client patch, if
+                # instrumented, then records the run there and this handler stands aside).
+                run = _Run(None, stream, capture, run_id=run_id, start=lambda s: start(span=s))
+            else:
+                run = _Run(start(), stream, capture)
+            self._runs[run_id] = run
+            claim_langchain_run(run)
         except Exception:
             logger.warning("LangChain handler: on_chat_model_start failed", exc_info=True)
 
@@ -349,6 +428,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, None)
         if run is None:
             return
+        run.done = True
         try:
             self._respond(run, response, add_tokens=not run.streamed)
         except Exception:
@@ -369,6 +449,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, None)
         if run is None:
             return
+        run.done = True
         try:
             response = kwargs.get("response")
             self._respond(run, response if isinstance(response, LLMResult) else None)

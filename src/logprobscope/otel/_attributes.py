@@ -12,7 +12,6 @@ from typing import cast
 from opentelemetry.util.types import AttributeValue
 
 from .. import _contract as n
-from .._figures import LogprobSummary
 from .._text import valid_text
 from ._input import ResponseFacts
 
@@ -23,7 +22,6 @@ __all__ = [
     "output_messages_json",
     "request_attributes",
     "response_attributes",
-    "summary_attributes",
 ]
 
 Attributes = dict[str, AttributeValue]
@@ -125,22 +123,6 @@ def response_attributes(attributes: Attributes, response: ResponseFacts) -> None
         attributes[n.GEN_AI_USAGE_INPUT_TOKENS] = response.input_tokens
     if response.output_tokens is not None:
         attributes[n.GEN_AI_USAGE_OUTPUT_TOKENS] = response.output_tokens
-
-
-def summary_attributes(attributes: Attributes, summary: LogprobSummary) -> None:
-    """Add the `logprobs.*` summary: the count always, the statistics when defined."""
-    attributes[n.LOGPROBS_TOKEN_COUNT] = summary.token_count
-    if summary.sum is not None:
-        attributes[n.LOGPROBS_SUM] = summary.sum
-        attributes[n.LOGPROBS_MEAN] = cast(float, summary.mean)
-        attributes[n.LOGPROBS_PERPLEXITY] = cast(float, summary.perplexity)
-        attributes[n.LOGPROBS_MIN] = cast(float, summary.min)
-        attributes[n.LOGPROBS_MIN_INDEX] = cast(int, summary.min_index)
-        attributes[n.LOGPROBS_LOW_CONFIDENCE_COUNT] = summary.low_confidence_count
-        if summary.entropy_mean is not None:
-            attributes[n.LOGPROBS_ENTROPY_MEAN] = summary.entropy_mean
-        if summary.margin_mean is not None:
-            attributes[n.LOGPROBS_MARGIN_MEAN] = summary.margin_mean
 
 
 # -- GenAI messages ------------------------------------------------------------------------

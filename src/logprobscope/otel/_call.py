@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from .. import _contract as n
-from .._figures import LogprobStats, LogprobSummary
+from .._figures import LogprobStats, LogprobSummary, summary_attributes
 from .._logprobs import TokenLogprobList
 from .._text import valid_text
 from ._attributes import (
@@ -31,10 +31,10 @@ from ._attributes import (
     output_messages_json,
     request_attributes,
     response_attributes,
-    summary_attributes,
 )
 from ._events import CONTENT, EventWriter, event_limit
 from ._field_events import ContentTokens, field_attributes, structured_format
+from ._guest import hook_end, ours_only, unhook_end
 from ._input import ResponseFacts, TokenColumns, TokenInput
 from ._metrics import NO_EXEMPLAR_CONTEXT, CallMetrics
 
@@ -102,6 +102,8 @@ class CallTelemetry:
         "_others",
         "_format",
         "_content",
+        "_owned",
+        "_end_hook",
     )
 
     def __init__(
@@ -117,8 +119,11 @@ class CallTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None,
         context: Context | None,
         start_time_ns: int | None = None,
+        span: Span | None = None,
     ) -> None:
         start_perf = time.perf_counter_ns()
+        self._owned = span is None  # our span, which we end; else its owner ends it
+        self._end_hook: object = None
         if start_time_ns is not None:  # the same instant on the monotonic clock
             start_perf -= max(0, time.time_ns() - start_time_ns)
         self._telemetry = telemetry
@@ -154,21 +159,26 @@ class CallTelemetry:
             threshold=threshold,
             input_messages=input_messages if capture else None,
         )
-        span = telemetry._tracer.start_span(
-            f"{n.OPERATION_CHAT} {model}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            start_time=start_time_ns,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        if span is None:
+            span = telemetry._tracer.start_span(
+                f"{n.OPERATION_CHAT} {model}",
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=start_time_ns,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        else:  # the owner's span: its gen_ai.* attributes are the owner's
+            span.set_attributes(ours_only(attributes))
+            parent = context_api.get_current()
         self._span = span
         self._metrics = CallMetrics(
             telemetry._instruments,
             metric_attributes(model=model, provider=provider, server_address=server_address),
             trace.set_span_in_context(span, parent),  # metric exemplars point at this span
             start_perf,
+            owned=self._owned,
         )
         if span.is_recording():  # a span sampled out gets no events at all
             self._events = EventWriter(
@@ -182,6 +192,8 @@ class CallTelemetry:
                 self._format = structured_format(params)
                 if self._format is not None:
                     self._content = ContentTokens()
+        if not self._owned:
+            self._end_hook = hook_end(span, self._owner_ends)
 
     @classmethod
     def _disabled(cls) -> CallTelemetry:
@@ -335,6 +347,15 @@ class CallTelemetry:
 
     # -- the end --------------------------------------------------------------------------
 
+    def _owner_ends(self) -> None:
+        # The owner of the span we record on ends it before the call ended here (its stream
+        # wrapper closed or collected first, its handler run first): our part ends now.
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._finish(None, False if self._stream else None)
+
     def end(self, *, completed: bool | None = None) -> None:
         """The call ended with an answer: set the summary attributes, end the span, record.
 
@@ -382,7 +403,7 @@ class CallTelemetry:
         except Exception:
             self._failed("ending the span")
             try:
-                if self._span.is_recording():
+                if self._owned and self._span.is_recording():
                     self._span.end()
             except Exception:
                 logger.debug("ending the span failed", exc_info=True)
@@ -403,8 +424,11 @@ class CallTelemetry:
     ) -> None:
         span = self._span
         events = self._events
+        if not self._owned:
+            unhook_end(span, self._end_hook)
         if events is None:  # not recording
-            span.end()
+            if self._owned:
+                span.end()
             return
         events.close()
         response = self._response
@@ -414,10 +438,9 @@ class CallTelemetry:
             first_chunk = self._metrics.time_to_first_chunk()
             if first_chunk is not None:
                 attributes[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = first_chunk
-        summary_attributes(attributes, summary)
+        attributes.update(summary_attributes(summary))
         if self._refusal is not None:
-            refusal: Attributes = {}
-            summary_attributes(refusal, self._refusal.summary())
+            refusal = summary_attributes(self._refusal.summary())
             attributes.update((n.REFUSAL_SUMMARY[k], v) for k, v in refusal.items())
         if self._others:
             attributes[n.LOGPROBS_OTHER_CHOICES_TOKEN_COUNT] = self._others
@@ -440,6 +463,9 @@ class CallTelemetry:
                 refusal=response.output_refusal,
                 tool_calls=response.output_tool_calls,
             )
+        if not self._owned:  # the rest, the status and the end are the owner's
+            span.set_attributes(ours_only(attributes))
+            return
         if error is not None:
             kind = error_type(error)
             attributes[n.ERROR_TYPE] = kind
