@@ -9,46 +9,56 @@ instrument_openai(client)            # this client only; instrument_openai() pat
 client.chat.completions.create(model="gpt-4o", messages=[...], logprobs=True, top_logprobs=3)
 ```
 
-Every `chat.completions.create` call, sync or async, streamed or not, then emits the spans, span
-events and metrics of the logprobscope telemetry contract (the same as `logprobscope.ChatOpenAI`
-with the OpenTelemetry handler): one `chat {model}` CLIENT span, child of the span current when
-`create` is called, with the logprob summary attributes set when the call ends, one event per
-token (or the mode chosen), and the `logprobs.*` and `gen_ai.client.*` metrics.
+Every `chat.completions.create` and `chat.completions.parse` call (the SDK's structured-output
+helper), sync or async, streamed or not, then emits the spans, span events and metrics of the
+logprobscope telemetry contract (the same as `logprobscope.ChatOpenAI` with the OpenTelemetry
+handler): one `chat {model}` CLIENT span, child of the span current when the call is made, with
+the logprob summary attributes set when the call ends, one event per token (or the mode
+chosen), and the `logprobs.*` and `gen_ai.client.*` metrics.
 
-What is recorded comes from the SDK's own results: `choices[0].logprobs.content` of a
-`ChatCompletion`; for `stream=True`, the logprobs of every `ChatCompletionChunk` as the caller's
-loop receives it. The caller gets the SDK's objects unchanged: a `ChatCompletion` is returned as
-it is, and a stream is returned as a proxy (still an `openai.Stream` / `openai.AsyncStream`) that
-yields the SDK's own chunks and forwards every other attribute (`response`, `close`, ...) to the
-real stream. Its span ends exactly once: when the stream is exhausted, closed, left through its
-context manager, garbage-collected unclosed (then `logprobs.stream.completed = false`), or fails.
-Exceptions (from the API, the network, or the caller's code inside `with stream:`) end the span
-with status ERROR and `error.type`, and propagate unchanged.
+What is recorded comes from the SDK's own results: every choice's `logprobs.content` and
+`logprobs.refusal` of a `ChatCompletion` (a `ParsedChatCompletion` too); for `stream=True`, the
+logprobs of every `ChatCompletionChunk` as the caller's loop receives it. Choice 0's content
+makes the summary and the metrics, its refusal the `logprobs.refusal.*` summary; the tokens of
+other choices (`n` > 1) go to events marked with their choice index, counted in
+`logprobs.other_choices.token_count`; every choice's finish reason is recorded. With content
+capture, `gen_ai.output.messages` holds choice 0's text, refusal and tool calls.
 
-Also traced: `with_raw_response.create` without `stream=True` (the SDK's own, cached `parse()`
-of the returned response is read, so the caller's `parse()` gets that same object), and the
-SDK's `chat.completions.stream()` helper (it calls `create`). Not traced, passed through
-untouched: `with_streaming_response.create` and `with_raw_response.create(stream=True)` (the
-caller reads the HTTP body itself), `parse()`, and the calls of `logprobscope.ChatOpenAI` (its
-OpenTelemetry handler traces those). Only choice 0's tokens are recorded when `n` > 1; every
-choice's finish reason is.
+The caller gets the SDK's objects unchanged: a `ChatCompletion` or `ParsedChatCompletion` is
+returned as it is (its `parsed` object untouched), and a stream is returned as a proxy (still
+an `openai.Stream` / `openai.AsyncStream`) that yields the SDK's own chunks and forwards every
+other attribute (`response`, `close`, ...) to the real stream. Its span ends exactly once, at
+once, however the stream ends: exhausted; closed (`close()`, `aclose()`, its context manager,
+`stream.response.close()`, the `chat.completions.stream()` helper's `with` block or its
+`close()`); garbage-collected unclosed (these with `logprobs.stream.completed = false`); or
+failed. Exceptions (from the API, the network, the caller's code inside `with stream:`, a
+cancelled task) end the span with status ERROR and `error.type`, and propagate unchanged. When
+`parse()` raises because the answer was cut (`LengthFinishReasonError`) or filtered
+(`ContentFilterFinishReasonError`), the completion the error carries is recorded first.
+
+Also traced: `with_raw_response.create` and `with_raw_response.parse` without `stream=True`
+(the SDK's own, cached `parse()` of the returned response is read, so the caller's `parse()`
+gets that same object), and the SDK's `chat.completions.stream()` helper (it calls `create`).
+Not traced, passed through untouched: `with_streaming_response` calls and
+`with_raw_response.create(stream=True)` (the caller reads the HTTP body itself), and the calls
+of `logprobscope.ChatOpenAI` (its OpenTelemetry handler traces those).
 
 A LangChain `ChatOpenAI` calls `create` on its own client too, so instrumenting all clients
 covers it; where `logprobscope.langchain.LogprobsCallbackHandler` records the LangChain run (the
 handler attached, or `LangChainInstrumentor`), the `create` call under it is left to the
 handler: each call is recorded once.
 
-Next to other instrumentations: instrumenting all clients puts our wrapper innermost, under any
-wrapper (wrapt proxy) another instrumentation already has on `create`; one added later wraps
-over ours. When `create` is called with another instrumentation's chat span current (such as
-OpenTelemetry's `opentelemetry-instrumentation-genai-openai`, whose span is current around the
-call and around each read of its stream), no span is started: the logprob attributes, events
-and `logprobs.*` metrics go on that span, which its owner ends (see
+Next to other instrumentations: instrumenting all clients puts our wrappers innermost, under any
+wrapper (wrapt proxy) another instrumentation already has on `create` or `parse`; one added
+later wraps over ours. When `create` is called with another instrumentation's chat span current
+(such as OpenTelemetry's `opentelemetry-instrumentation-genai-openai`, whose span is current
+around the call and around each read of its stream), no span is started: the logprob attributes,
+events and `logprobs.*` metrics go on that span, which its owner ends (see
 `LogprobTelemetry.start_call(span=...)`). Uninstrumenting takes out our wrapper only; under
 another's plain-function wrapper, where it cannot be taken out, it stays and passes calls
 through. A client instrumented on its own (`instrument_openai(client)`) is wrapped on the
-object, outside any class-level wrapper: next to another instrumentation, instrument all
-clients instead.
+object, outside any class-level wrapper: next to another instrumentation, instrument all clients
+instead.
 """
 
 from __future__ import annotations
@@ -67,11 +77,13 @@ import openai
 from openai._legacy_response import LegacyAPIResponse
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.types.chat import ChatCompletion
+from pydantic import BaseModel
 from typing_extensions import Unpack
 
 from ._endpoint import server_address_port
 from ._neighbours import claimed_langchain_run, current_chat_span
 from ._patching import below_proxies, remove_layer
+from ._structured import response_format_param
 from ._traced_stream import StreamRecorder, TracedAsyncStream, TracedStream
 from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
@@ -79,7 +91,7 @@ __all__ = ["instrument_openai", "uninstrument_openai"]
 
 logger = logging.getLogger("logprobscope")
 
-_CREATE: Final = "create"
+_METHODS: Final = ("create", "parse")
 _MARK: Final = "__logprobscope_instrumentation__"
 _RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
 _STACK_DEPTH: Final = 8
@@ -103,8 +115,8 @@ class _State:
         self.active = True  # False: uninstrumented, but our layer could not be taken out
 
 
-# Per patched class: our layer, what it calls, and its state.
-_CLASS_LAYERS: dict[type, tuple[object, object, _State]] = {}
+# Per patched method of a class: our layer, what it calls, and its state.
+_CLASS_LAYERS: dict[tuple[type, str], tuple[object, object, _State]] = {}
 
 
 # -- what the calls send and receive --------------------------------------------------------
@@ -150,6 +162,12 @@ def _params(kwargs: Mapping[str, object]) -> dict[str, object]:
     extra = kwargs.get("extra_body")
     if isinstance(extra, Mapping):
         params.update((str(k), v) for k, v in extra.items())
+    schema = params.get("response_format")
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:  # parse(response_format=Model) sends the model's strict schema
+            params["response_format"] = response_format_param(schema)
+        except Exception:
+            del params["response_format"]
     return params
 
 
@@ -161,15 +179,26 @@ def _given(value: object) -> bool:
 def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture: bool) -> None:
     now = time.time_ns()
     choices = completion.choices
-    text: str | None = None
-    if choices:
-        first = choices[0]
-        logprobs = first.logprobs
-        if logprobs is not None and logprobs.content:
+    output: ResponseFacts = ResponseFacts()
+    for choice in choices:
+        logprobs = choice.logprobs
+        index = choice.index
+        if logprobs is not None:
             # The SDK's entries are token-like (token, logprob, bytes, top_logprobs).
-            call.add_tokens(logprobs.content, time_ns=now)
-        if capture:
-            text = first.message.content
+            if logprobs.content:
+                call.add_tokens(logprobs.content, time_ns=now, choice=index)
+            if logprobs.refusal:
+                call.add_tokens(logprobs.refusal, time_ns=now, channel="refusal", choice=index)
+        if capture and index == 0:
+            message = choice.message
+            calls = [
+                c.model_dump(include={"id", "type", "function"}) for c in message.tool_calls or []
+            ]
+            output = ResponseFacts(
+                output_text=message.content,
+                output_refusal=message.refusal,
+                output_tool_calls=calls or None,
+            )
     usage = completion.usage
     call.set_response(
         ResponseFacts(
@@ -178,9 +207,29 @@ def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture:
             finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
             input_tokens=usage.prompt_tokens if usage is not None else None,
             output_tokens=usage.completion_tokens if usage is not None else None,
-            output_text=text,
+            output_text=output.output_text,
+            output_refusal=output.output_refusal,
+            output_tool_calls=output.output_tool_calls,
         )
     )
+
+
+def _carried_completion(error: BaseException) -> ChatCompletion | None:
+    # parse() raises these with the completion it could not parse: its tokens are kept.
+    if isinstance(error, (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError)):
+        completion = error.completion
+        return completion if isinstance(completion, ChatCompletion) else None
+    return None
+
+
+def _fail(call: CallTelemetry, error: BaseException, capture: bool) -> None:
+    try:
+        completion = _carried_completion(error)
+        if completion is not None:
+            _record_completion(call, completion, capture)
+    except Exception:  # telemetry never breaks the call
+        logger.debug("recording a failed call's completion failed", exc_info=True)
+    call.fail(error)
 
 
 # -- the wrapped calls -------------------------------------------------------------------------
@@ -216,8 +265,12 @@ def _finish(call: CallTelemetry, result: object, capture: bool) -> object:
         completion = result
         if isinstance(result, LegacyAPIResponse):
             # with_raw_response: the SDK's own parse, cached, so the caller's later parse()
-            # returns this very object.
-            completion = result.parse()
+            # returns this very object (and raises what it raises: the call failed so).
+            try:
+                completion = result.parse()
+            except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
+                _fail(call, exc, capture)
+                return result
         if isinstance(completion, ChatCompletion):
             _record_completion(call, completion, capture)
     except Exception:  # telemetry never breaks the call
@@ -234,7 +287,7 @@ def _traced_sync(
     try:
         result = create(*args, **kwargs)
     except BaseException as exc:
-        call.fail(exc)
+        _fail(call, exc, capture)
         raise
     finally:
         _IN_CALL.reset(token)
@@ -249,7 +302,7 @@ async def _traced_async(
     try:
         result = await create(*args, **kwargs)
     except BaseException as exc:
-        call.fail(exc)
+        _fail(call, exc, capture)
         raise
     finally:
         _IN_CALL.reset(token)
@@ -318,8 +371,8 @@ def _instance_wrapper(
     return wrapper
 
 
-def _reachable(cls: type, layer: object) -> bool:
-    node: object = cls.__dict__[_CREATE]
+def _reachable(cls: type, name: str, layer: object) -> bool:
+    node: object = cls.__dict__[name]
     for _ in range(16):
         if node is layer:
             return True
@@ -329,22 +382,22 @@ def _reachable(cls: type, layer: object) -> bool:
     return False
 
 
-def _instrument_class(cls: type, state: _State, is_async: bool) -> None:
+def _instrument_class(cls: type, name: str, state: _State, is_async: bool) -> None:
     # Innermost: under any other instrumentation's proxy (wrapt) already there, next to the
     # SDK's function; one patching later wraps over us. Either way their span is current
     # when ours runs, and ours can record on it.
-    known = _CLASS_LAYERS.get(cls)
-    if known is not None and _reachable(cls, known[0]):
+    known = _CLASS_LAYERS.get((cls, name))
+    if known is not None and _reachable(cls, name, known[0]):
         known[2].telemetry = state.telemetry
         known[2].active = True
         return
-    holder, inner = below_proxies(cls, _CREATE)
+    holder, inner = below_proxies(cls, name)
     ours = _class_wrapper(cast("Callable[..., Any]", inner), state, is_async)
     if holder is None:
-        setattr(cls, _CREATE, ours)
+        setattr(cls, name, ours)
     else:
         holder.__wrapped__ = ours  # type: ignore[attr-defined]
-    _CLASS_LAYERS[cls] = (ours, inner, state)
+    _CLASS_LAYERS[(cls, name)] = (ours, inner, state)
 
 
 # -- public API ----------------------------------------------------------------------------------
@@ -363,14 +416,14 @@ def instrument_openai(
     telemetry: LogprobTelemetry | None = None,
     **options: Unpack[TelemetryKwargs],
 ) -> None:
-    """Emit logprob telemetry for every `chat.completions.create` call of `client`, or of all.
+    """Emit logprob telemetry for every chat completion call of `client`, or of all clients.
 
     With a client (`openai.OpenAI` or `openai.AsyncOpenAI`): that client's
-    `chat.completions.create` is wrapped, on that object only. With None: the SDK's
-    `Completions.create` and `AsyncCompletions.create` are patched, for every client, existing
-    or future (like OpenTelemetry's instrumentors). Each call then emits one `chat {model}`
-    span with the logprob events and summary attributes, and records the metrics, as described
-    in the module's docstring.
+    `chat.completions.create` and `chat.completions.parse` are wrapped, on that object only.
+    With None: those methods of the SDK's `Completions` and `AsyncCompletions` are patched,
+    for every client, existing or future (like OpenTelemetry's instrumentors). Each call then
+    emits one `chat {model}` span with the logprob events and summary attributes, and records
+    the metrics, as described in the module's docstring.
 
     Idempotent: instrumenting what is already instrumented never wraps twice; it replaces the
     telemetry used from then on. `uninstrument_openai` undoes it.
@@ -392,15 +445,17 @@ def instrument_openai(
     with _LOCK:
         if client is None:
             for cls, is_async in ((Completions, False), (AsyncCompletions, True)):
-                _instrument_class(cls, state, is_async)
+                for name in _METHODS:
+                    _instrument_class(cls, name, state, is_async)
             return
         resource = _resource(client)
-        existing = getattr(resource.__dict__.get("create"), _MARK, None)
-        if isinstance(existing, _State):
-            existing.telemetry = state.telemetry
-            return
-        original = resource.create
-        resource.create = _instance_wrapper(resource, original, state)  # type: ignore[method-assign]
+        for name in _METHODS:
+            existing = getattr(resource.__dict__.get(name), _MARK, None)
+            if isinstance(existing, _State):
+                existing.telemetry = state.telemetry
+            else:
+                original = getattr(resource, name)
+                setattr(resource, name, _instance_wrapper(resource, original, state))
 
 
 def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None) -> None:
@@ -414,12 +469,14 @@ def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None
     with _LOCK:
         if client is None:
             for cls in (Completions, AsyncCompletions):
-                layer = _CLASS_LAYERS.pop(cls, None)
-                if layer is not None:
-                    ours, inner, state = layer
-                    if not remove_layer(cls, _CREATE, ours, inner):
-                        state.active = False  # stays, under another's wrapper: passes through
+                for name in _METHODS:
+                    layer = _CLASS_LAYERS.pop((cls, name), None)
+                    if layer is not None:
+                        ours, inner, state = layer
+                        if not remove_layer(cls, name, ours, inner):
+                            state.active = False  # under another's wrapper: passes through
             return
         resource = _resource(client)
-        if isinstance(getattr(resource.__dict__.get("create"), _MARK, None), _State):
-            del resource.__dict__["create"]
+        for name in _METHODS:
+            if isinstance(getattr(resource.__dict__.get(name), _MARK, None), _State):
+                del resource.__dict__[name]
