@@ -20,12 +20,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import httpx2
 import openai
 
 from ._responses_wire import finish_reason
 from .otel import CallTelemetry, ResponseFacts
 
-__all__ = ["ResponsesRecorder", "input_messages", "record_response"]
+__all__ = ["ResponsesRecorder", "input_messages", "record_response", "request_of"]
 
 logger = logging.getLogger("logprobscope")
 
@@ -74,6 +75,16 @@ def _failure(error: Any, request: Any, default: str) -> openai.APIError:
     )
 
 
+def request_of(resource: object, result: object) -> Any:
+    """The HTTP request of a Responses API call, for the `APIError` of a failed response."""
+    response = getattr(result, "response", None) or getattr(result, "http_response", None)
+    request = getattr(response, "request", None)
+    if request is None:  # a parsed Response keeps none: the request it was the answer to
+        base = getattr(getattr(resource, "_client", None), "base_url", "")
+        request = httpx2.Request("POST", f"{base}responses")
+    return request
+
+
 def record_response(call: CallTelemetry, response: Any, capture: bool, request: Any) -> None:
     """A non-streamed `Response` (or `ParsedResponse`) into its call; a failed one fails it."""
     if getattr(response, "status", None) == "failed":
@@ -97,13 +108,14 @@ def record_response(call: CallTelemetry, response: Any, capture: bool, request: 
 class ResponsesRecorder:
     """Feeds one Responses stream's events to its call and ends the call exactly once."""
 
-    __slots__ = ("call", "texts", "request", "model")
+    __slots__ = ("call", "texts", "request", "model", "reading")
 
     def __init__(self, call: CallTelemetry, capture: bool, request: Any) -> None:
         self.call = call
         self.texts: list[str] | None = [] if capture else None
         self.request = request
         self.model: str | None = None
+        self.reading = False  # the proxy waits for the real stream's next event
 
     def chunk(self, event: Any) -> None:
         try:
@@ -148,6 +160,12 @@ class ResponsesRecorder:
         if self.texts is not None:
             self.call.set_response(ResponseFacts(output_text="".join(self.texts)))
         self.call.end(completed=completed)
+
+    def response_closed(self) -> None:
+        """The HTTP response was closed: the stream is over, unless the proxy is reading
+        (then the end or the error of that read ends the call)."""
+        if not self.reading:
+            self.end(completed=False)
 
     def fail(self, error: BaseException) -> None:
         self.call.fail(error)

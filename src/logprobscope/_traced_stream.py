@@ -1,26 +1,30 @@
-"""`instrument_openai`'s streams: the caller's `openai.Stream`, observed item by item.
+"""`instrument_openai`'s streams: the caller's `openai.Stream`, observed chunk by chunk.
 
 The proxy is still an `openai.Stream` (or `openai.AsyncStream`): it yields the SDK's own
-items (chat chunks, or Responses API events) and forwards every other attribute to the real
-stream. Each item goes to a recorder (`StreamRecorder` here for chat completions) as the
-caller's loop receives it. The call ends exactly once: when the stream is exhausted
-(completed); when it is closed, left through its context manager or collected unclosed (not
-completed), or its HTTP response is closed by other code (the SDK's `stream()` helpers close
-it directly, as may the caller: `stream.response.close()`); or when it fails (recorded; the
-exception propagates).
+chunks (or, for the Responses API, events: its recorder is `_traced_responses`') and forwards
+every other attribute to the real stream. Each chunk's tokens (every
+choice's content and refusal) and arrival go to the call as the caller's loop receives it.
+The call ends exactly once, at once: when the stream is exhausted (completed); when it is
+closed, left through its context manager or collected unclosed (not completed); or when it
+fails (recorded; the exception propagates).
+
+Closing the HTTP response itself closes the stream too: `stream.response.close()`, and the
+SDK's `chat.completions.stream()` helper, whose `with` block and `close()` close the response
+and never the stream. So the response's `close` (`aclose`) is wrapped, on that response
+object only: when it runs outside the proxy's own reading (where the SDK closes the response
+at the stream's end, which the proxy then sees itself), the call ends, not completed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 import openai
-from openai.types.chat import ChatCompletionChunk, ChatCompletionTokenLogprob
+from openai.types.chat import ChatCompletionChunk
 
 from .otel import CallTelemetry, ResponseFacts
 
@@ -29,11 +33,14 @@ __all__ = ["Recorder", "StreamRecorder", "TracedAsyncStream", "TracedStream"]
 _T = TypeVar("_T")
 _T_contra = TypeVar("_T_contra", contravariant=True)
 
-logger = logging.getLogger("logprobscope")
-
 
 class Recorder(Protocol[_T_contra]):
-    """What a traced stream feeds: each item, then one end or failure."""
+    """What a traced stream feeds: each item, then one end or failure.
+
+    `reading` is True while the proxy waits for the real stream's next item.
+    """
+
+    reading: bool
 
     @property
     def call(self) -> CallTelemetry: ...
@@ -42,21 +49,65 @@ class Recorder(Protocol[_T_contra]):
 
     def end(self, *, completed: bool) -> None: ...
 
+    def response_closed(self) -> None: ...
+
     def fail(self, error: BaseException) -> None: ...
 
 
-class StreamRecorder:
-    """Feeds one chat stream's chunks to its call and ends the call exactly once."""
+logger = logging.getLogger("logprobscope")
 
-    __slots__ = ("call", "texts", "response_id", "model", "finish", "usage")
+
+class _Output:
+    """Choice 0's text, refusal and tool calls, added up from the deltas (content capture)."""
+
+    __slots__ = ("texts", "refusal", "calls")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.refusal: list[str] | None = None
+        self.calls: dict[int, list[str | None]] = {}  # index -> [id, name, arguments]
+
+    def add(self, delta: Any) -> None:
+        if delta.content:
+            self.texts.append(delta.content)
+        if delta.refusal is not None:
+            self.refusal = [*(self.refusal or []), delta.refusal]
+        for call in delta.tool_calls or ():
+            entry = self.calls.setdefault(call.index, [None, None, ""])
+            function = call.function
+            entry[0] = entry[0] or call.id
+            if function is not None:
+                entry[1] = entry[1] or function.name
+                entry[2] = (entry[2] or "") + (function.arguments or "")
+
+    def facts(self) -> ResponseFacts:
+        calls = [
+            {"id": c[0], "type": "function", "function": {"name": c[1], "arguments": c[2]}}
+            for _, c in sorted(self.calls.items())
+        ]
+        return ResponseFacts(
+            output_text="".join(self.texts),
+            output_refusal=None if self.refusal is None else "".join(self.refusal),
+            output_tool_calls=calls or None,
+        )
+
+
+class StreamRecorder:
+    """Feeds one stream's chunks to its call and ends the call exactly once.
+
+    `reading` is True while the proxy waits for the real stream's next chunk.
+    """
+
+    __slots__ = ("call", "output", "response_id", "model", "finish", "usage", "reading")
 
     def __init__(self, call: CallTelemetry, capture: bool) -> None:
         self.call = call
-        self.texts: list[str] | None = [] if capture else None
+        self.output: _Output | None = _Output() if capture else None
         self.response_id: str | None = None
         self.model: str | None = None
         self.finish: dict[int, str] = {}
         self.usage: tuple[int, int] | None = None
+        self.reading = False
 
     def chunk(self, chunk: ChatCompletionChunk) -> None:
         try:
@@ -67,18 +118,31 @@ class StreamRecorder:
                 self.response_id = chunk.id
                 self.model = chunk.model
                 call.set_response(ResponseFacts(id=chunk.id, model=chunk.model))
-            content: Sequence[ChatCompletionTokenLogprob] = ()
+            first = True  # the chunk's first token list counts its arrival
             for choice in chunk.choices:
+                index = choice.index
                 if choice.finish_reason:
-                    self.finish[choice.index] = choice.finish_reason
-                if choice.index != 0:
-                    continue
+                    self.finish[index] = choice.finish_reason
                 logprobs = choice.logprobs
-                if logprobs is not None and logprobs.content:
-                    content = logprobs.content
-                if self.texts is not None and choice.delta.content:
-                    self.texts.append(choice.delta.content)
-            call.add_tokens(content, time_ns=now)  # one chunk's arrival, tokens or not
+                if logprobs is not None:
+                    if logprobs.content:
+                        call.add_tokens(
+                            logprobs.content, time_ns=now, choice=index, new_chunk=first
+                        )
+                        first = False
+                    if logprobs.refusal:
+                        call.add_tokens(
+                            logprobs.refusal,
+                            time_ns=now,
+                            channel="refusal",
+                            choice=index,
+                            new_chunk=first,
+                        )
+                        first = False
+                if self.output is not None and index == 0:
+                    self.output.add(choice.delta)
+            if first:
+                call.add_tokens((), time_ns=now)  # one chunk's arrival, without tokens
             usage = chunk.usage
             if usage is not None:
                 self.usage = (usage.prompt_tokens, usage.completion_tokens)
@@ -88,6 +152,7 @@ class StreamRecorder:
     def _response(self) -> None:
         try:
             usage = self.usage
+            output = self.output.facts() if self.output is not None else ResponseFacts()
             self.call.set_response(
                 ResponseFacts(
                     id=self.response_id,
@@ -95,7 +160,9 @@ class StreamRecorder:
                     finish_reasons=[self.finish[i] for i in sorted(self.finish)] or None,
                     input_tokens=usage[0] if usage else None,
                     output_tokens=usage[1] if usage else None,
-                    output_text="".join(self.texts) if self.texts is not None else None,
+                    output_text=output.output_text,
+                    output_refusal=output.output_refusal,
+                    output_tool_calls=output.output_tool_calls,
                 )
             )
         except Exception:
@@ -107,6 +174,12 @@ class StreamRecorder:
         self._response()
         self.call.end(completed=completed)
 
+    def response_closed(self) -> None:
+        """The HTTP response was closed: the stream is over, unless the proxy is reading
+        (then the end or the error of that read ends the call)."""
+        if not self.reading:
+            self.end(completed=False)
+
     def fail(self, error: BaseException) -> None:
         if self.call.ended:
             return
@@ -114,97 +187,51 @@ class StreamRecorder:
         self.call.fail(error)
 
 
-class _CloseWatch:
-    """Ends the call when the stream's HTTP response is closed outside the caller's loop.
+def _watch_close(stream: object, recorder: Recorder[Any]) -> None:
+    # Wrap the response's own close, on this response object only (see the module docstring).
+    response = getattr(stream, "response", None)
+    original: Callable[[], object] | None = getattr(response, "close", None)
+    if original is None:
+        return
 
-    Installed as the response's own `close` (or `aclose`) until the call ends, then removed:
-    the response behaves as before, and is left as it was. A close from inside the loop (the
-    SDK closes the response when the body ends or fails) is left to the loop, which knows
-    how the stream ended.
-    """
-
-    __slots__ = ("_traced", "_response", "_name", "__weakref__")
-
-    def __init__(self, traced: _Traced, response: Any, name: str) -> None:
-        # Weak references: the response holds this watch, which must not keep it alive.
-        self._traced = weakref.ref(traced)
-        self._response: weakref.ref[Any] = weakref.ref(response)
-        self._name = name
+    def close() -> None:
         try:
-            vars(response)[name] = self._aclose if name == "aclose" else self._close
-        except TypeError:  # a response without a __dict__: closes end the span at collection
-            pass
-
-    def _closed(self) -> None:
-        traced = self._traced()
-        if traced is not None and not traced._reading:
-            traced._end(completed=False)
-
-    def _close(self) -> None:
-        response = self._response()
-        try:
-            if response is not None:
-                type(response).close(response)
+            original()
         finally:
-            self._closed()
+            recorder.response_closed()
 
-    async def _aclose(self) -> None:
-        response = self._response()
+    try:
+        response.close = close  # type: ignore[union-attr]
+    except Exception:  # a response that takes no attribute: closing it is not seen
+        logger.debug("cannot watch a stream's response", exc_info=True)
+
+
+def _watch_aclose(stream: object, recorder: Recorder[Any]) -> None:
+    response = getattr(stream, "response", None)
+    original: Callable[[], Awaitable[object]] | None = getattr(response, "aclose", None)
+    if original is None:
+        return
+
+    async def aclose() -> None:
         try:
-            if response is not None:
-                await type(response).aclose(response)
+            await original()
         finally:
-            self._closed()
+            recorder.response_closed()
 
-    def remove(self) -> None:
-        response = self._response()
-        if response is None:
-            return
-        attributes = getattr(response, "__dict__", None)
-        if attributes is not None:
-            mine = attributes.get(self._name)
-            if getattr(mine, "__self__", None) is self:
-                del attributes[self._name]
+    try:
+        response.aclose = aclose  # type: ignore[union-attr]
+    except Exception:
+        logger.debug("cannot watch a stream's response", exc_info=True)
 
 
-class _Traced:
-    """The state both proxies keep beside the real stream, in their own `__dict__`."""
+class TracedStream(openai.Stream[_T]):
+    """The caller's `openai.Stream`, observed: same chunks, same attributes, one span end."""
 
-    _reading: bool
-
-    def _setup(self, stream: object, recorder: Recorder[Any], close: str) -> None:
-        state = self.__dict__
-        state["_lps_stream"] = stream
-        state["_lps_recorder"] = recorder
-        state["_reading"] = False
-        state["_lps_watch"] = None
-        response = getattr(stream, "response", None)
-        if response is not None:
-            try:
-                state["_lps_watch"] = _CloseWatch(self, response, close)
-            except Exception:  # telemetry never breaks the call
-                logger.debug("watching the stream's response failed", exc_info=True)
-
-    def _unwatch(self) -> None:
-        watch = self.__dict__.get("_lps_watch")
-        if watch is not None:
-            self.__dict__["_lps_watch"] = None
-            try:
-                watch.remove()
-            except Exception:
-                logger.debug("unwatching the stream's response failed", exc_info=True)
-
-    def _end(self, *, completed: bool) -> None:
-        try:
-            self.__dict__["_lps_recorder"].end(completed=completed)
-        finally:
-            self._unwatch()
-
-    def _fail(self, error: BaseException) -> None:
-        try:
-            self.__dict__["_lps_recorder"].fail(error)
-        finally:
-            self._unwatch()
+    def __init__(self, stream: openai.Stream[_T], recorder: Recorder[_T]):
+        # The real stream does all the work; nothing of Stream.__init__ is needed here.
+        self.__dict__["_lps_stream"] = stream
+        self.__dict__["_lps_recorder"] = recorder
+        _watch_close(stream, recorder)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["_lps_stream"], name)
@@ -215,38 +242,24 @@ class _Traced:
     def __repr__(self) -> str:
         return f"<traced {self.__dict__['_lps_stream']!r}>"
 
-    def __del__(self) -> None:
-        recorder = self.__dict__.get("_lps_recorder")
-        if recorder is not None and not recorder.call.ended:
-            self._end(completed=False)
-
-
-class TracedStream(_Traced, openai.Stream[_T]):
-    """The caller's `openai.Stream`, observed: same items, same attributes, one span end."""
-
-    def __init__(self, stream: openai.Stream[_T], recorder: Recorder[_T]) -> None:
-        # The real stream does all the work; nothing of Stream.__init__ is needed here.
-        self._setup(stream, recorder, "close")
-
     def __iter__(self) -> Iterator[_T]:
         return self
 
     def __next__(self) -> _T:
-        state = self.__dict__
-        state["_reading"] = True
+        recorder: Recorder[_T] = self.__dict__["_lps_recorder"]
+        recorder.reading = True
         try:
-            item: _T = next(state["_lps_stream"])
+            chunk: _T = next(self.__dict__["_lps_stream"])
         except StopIteration:
-            state["_reading"] = False
-            self._end(completed=True)
+            recorder.end(completed=True)
             raise
         except BaseException as exc:
-            state["_reading"] = False
-            self._fail(exc)
+            recorder.fail(exc)
             raise
-        state["_reading"] = False
-        state["_lps_recorder"].chunk(item)
-        return item
+        finally:
+            recorder.reading = False
+        recorder.chunk(chunk)
+        return chunk
 
     def __enter__(self) -> TracedStream[_T]:
         return self
@@ -258,7 +271,7 @@ class TracedStream(_Traced, openai.Stream[_T]):
         exc_tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            self._fail(exc)
+            self.__dict__["_lps_recorder"].fail(exc)
         self.close()
 
     def close(self) -> None:
@@ -266,34 +279,49 @@ class TracedStream(_Traced, openai.Stream[_T]):
         try:
             self.__dict__["_lps_stream"].close()
         finally:
-            self._end(completed=False)
+            self.__dict__["_lps_recorder"].end(completed=False)
+
+    def __del__(self) -> None:
+        recorder = self.__dict__.get("_lps_recorder")
+        if recorder is not None and not recorder.call.ended:
+            recorder.end(completed=False)
 
 
-class TracedAsyncStream(_Traced, openai.AsyncStream[_T]):
-    """The caller's `openai.AsyncStream`, observed: same items, same attributes, one span end."""
+class TracedAsyncStream(openai.AsyncStream[_T]):
+    """The caller's `openai.AsyncStream`, observed: same chunks, same attributes, one span end."""
 
     def __init__(self, stream: openai.AsyncStream[_T], recorder: Recorder[_T]) -> None:
-        self._setup(stream, recorder, "aclose")
+        self.__dict__["_lps_stream"] = stream
+        self.__dict__["_lps_recorder"] = recorder
+        _watch_aclose(stream, recorder)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_lps_stream"], name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self.__dict__["_lps_stream"], name, value)
+
+    def __repr__(self) -> str:
+        return f"<traced {self.__dict__['_lps_stream']!r}>"
 
     def __aiter__(self) -> TracedAsyncStream[_T]:
         return self
 
     async def __anext__(self) -> _T:
-        state = self.__dict__
-        state["_reading"] = True
+        recorder: Recorder[_T] = self.__dict__["_lps_recorder"]
+        recorder.reading = True
         try:
-            item: _T = await state["_lps_stream"].__anext__()
+            chunk: _T = await self.__dict__["_lps_stream"].__anext__()
         except StopAsyncIteration:
-            state["_reading"] = False
-            self._end(completed=True)
+            recorder.end(completed=True)
             raise
         except BaseException as exc:
-            state["_reading"] = False
-            self._fail(exc)
+            recorder.fail(exc)
             raise
-        state["_reading"] = False
-        state["_lps_recorder"].chunk(item)
-        return item
+        finally:
+            recorder.reading = False
+        recorder.chunk(chunk)
+        return chunk
 
     async def __aenter__(self) -> TracedAsyncStream[_T]:
         return self
@@ -305,7 +333,7 @@ class TracedAsyncStream(_Traced, openai.AsyncStream[_T]):
         exc_tb: TracebackType | None,
     ) -> None:
         if exc is not None:
-            self._fail(exc)
+            self.__dict__["_lps_recorder"].fail(exc)
         await self.close()
 
     async def close(self) -> None:
@@ -313,8 +341,13 @@ class TracedAsyncStream(_Traced, openai.AsyncStream[_T]):
         try:
             await self.__dict__["_lps_stream"].close()
         finally:
-            self._end(completed=False)
+            self.__dict__["_lps_recorder"].end(completed=False)
 
     async def aclose(self) -> None:
         """Alias of `close()`, as on `openai.AsyncStream`."""
         await self.close()
+
+    def __del__(self) -> None:
+        recorder = self.__dict__.get("_lps_recorder")
+        if recorder is not None and not recorder.call.ended:
+            recorder.end(completed=False)

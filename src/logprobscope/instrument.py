@@ -9,56 +9,65 @@ instrument_openai(client)            # this client only; instrument_openai() pat
 client.chat.completions.create(model="gpt-4o", messages=[...], logprobs=True, top_logprobs=3)
 ```
 
-Every `chat.completions.create` call, sync or async, streamed or not, then emits the spans, span
-events and metrics of the logprobscope telemetry contract (the same as `logprobscope.ChatOpenAI`
-with the OpenTelemetry handler): one `chat {model}` CLIENT span, child of the span current when
-`create` is called, with the logprob summary attributes set when the call ends, one event per
-token (or the mode chosen), and the `logprobs.*` and `gen_ai.client.*` metrics.
+Every `chat.completions.create` and `chat.completions.parse` call (the SDK's structured-output
+helper), sync or async, streamed or not, then emits the spans, span events and metrics of the
+logprobscope telemetry contract (the same as `logprobscope.ChatOpenAI` with the OpenTelemetry
+handler): one `chat {model}` CLIENT span, child of the span current when the call is made, with
+the logprob summary attributes set when the call ends, one event per token (or the mode
+chosen), and the `logprobs.*` and `gen_ai.client.*` metrics.
 
-What is recorded comes from the SDK's own results: `choices[0].logprobs.content` of a
-`ChatCompletion`; for `stream=True`, the logprobs of every `ChatCompletionChunk` as the caller's
-loop receives it. The caller gets the SDK's objects unchanged: a `ChatCompletion` is returned as
-it is, and a stream is returned as a proxy (still an `openai.Stream` / `openai.AsyncStream`) that
-yields the SDK's own chunks and forwards every other attribute (`response`, `close`, ...) to the
-real stream. Its span ends exactly once: when the stream is exhausted, closed, left through its
-context manager, garbage-collected unclosed (then `logprobs.stream.completed = false`), or fails.
-Exceptions (from the API, the network, or the caller's code inside `with stream:`) end the span
-with status ERROR and `error.type`, and propagate unchanged.
+What is recorded comes from the SDK's own results: every choice's `logprobs.content` and
+`logprobs.refusal` of a `ChatCompletion` (a `ParsedChatCompletion` too); for `stream=True`, the
+logprobs of every `ChatCompletionChunk` as the caller's loop receives it. Choice 0's content
+makes the summary and the metrics, its refusal the `logprobs.refusal.*` summary; the tokens of
+other choices (`n` > 1) go to events marked with their choice index, counted in
+`logprobs.other_choices.token_count`; every choice's finish reason is recorded. With content
+capture, `gen_ai.output.messages` holds choice 0's text, refusal and tool calls.
 
-Also traced: `with_raw_response.create` without `stream=True` (the SDK's own, cached `parse()`
-of the returned response is read, so the caller's `parse()` gets that same object), and the
-SDK's `chat.completions.stream()` helper (it calls `create`). Not traced, passed through
-untouched: `with_streaming_response.create` and `with_raw_response.create(stream=True)` (the
-caller reads the HTTP body itself), `chat.completions.parse()`, and the calls of
-`logprobscope.ChatOpenAI` (its OpenTelemetry handler traces those). Only choice 0's tokens are
-recorded when `n` > 1; every choice's finish reason is.
+The caller gets the SDK's objects unchanged: a `ChatCompletion` or `ParsedChatCompletion` is
+returned as it is (its `parsed` object untouched), and a stream is returned as a proxy (still
+an `openai.Stream` / `openai.AsyncStream`) that yields the SDK's own chunks and forwards every
+other attribute (`response`, `close`, ...) to the real stream. Its span ends exactly once, at
+once, however the stream ends: exhausted; closed (`close()`, `aclose()`, its context manager,
+`stream.response.close()`, the `chat.completions.stream()` helper's `with` block or its
+`close()`); garbage-collected unclosed (these with `logprobs.stream.completed = false`); or
+failed. Exceptions (from the API, the network, the caller's code inside `with stream:`, a
+cancelled task) end the span with status ERROR and `error.type`, and propagate unchanged. When
+`parse()` raises because the answer was cut (`LengthFinishReasonError`) or filtered
+(`ContentFilterFinishReasonError`), the completion the error carries is recorded first.
+
+Also traced: `with_raw_response.create` and `with_raw_response.parse` without `stream=True`
+(the SDK's own, cached `parse()` of the returned response is read, so the caller's `parse()`
+gets that same object), and the SDK's `chat.completions.stream()` helper (it calls `create`).
+Not traced, passed through untouched: `with_streaming_response` calls and
+`with_raw_response.create(stream=True)` (the caller reads the HTTP body itself), and the calls
+of `logprobscope.ChatOpenAI` (its OpenTelemetry handler traces those).
 
 The Responses API is traced the same way, by the same call: `responses.create` (streamed or
 not, and its `with_raw_response`), the `responses.stream()` helper (it calls `create`) and
-`responses.parse()` (which does not), sync and async. The span is a chat completion's with
+`responses.parse()`, sync and async. The span is a chat completion's with
 `openai.api.type = "responses"`; its tokens are those of every `output_text` part, a stream's
 taken from its `response.output_text.delta` events (see `_traced_responses` and
-docs/telemetry.md). A traced stream of either API also ends its span as soon as its HTTP
-response is closed by other code (the SDK's `stream()` helpers close it on leaving their
-`with`; so may `stream.response.close()`). Not traced: `responses.retrieve(..., stream=True)`
-and `responses.stream(response_id=...)`, which resume a response instead of creating one.
+docs/telemetry.md); its streams end their span however they end, as chat streams do. Not
+traced: `responses.retrieve(..., stream=True)` and `responses.stream(response_id=...)`, which
+resume a response instead of creating one.
 
 A LangChain `ChatOpenAI` calls `create` on its own client too, so instrumenting all clients
 covers it; where `logprobscope.langchain.LogprobsCallbackHandler` records the LangChain run (the
 handler attached, or `LangChainInstrumentor`), the `create` call under it is left to the
 handler: each call is recorded once.
 
-Next to other instrumentations: instrumenting all clients puts our wrapper innermost, under any
-wrapper (wrapt proxy) another instrumentation already has on `create`; one added later wraps
-over ours. When `create` is called with another instrumentation's chat span current (such as
-OpenTelemetry's `opentelemetry-instrumentation-genai-openai`, whose span is current around the
-call and around each read of its stream), no span is started: the logprob attributes, events
-and `logprobs.*` metrics go on that span, which its owner ends (see
+Next to other instrumentations: instrumenting all clients puts our wrappers innermost, under any
+wrapper (wrapt proxy) another instrumentation already has on `create` or `parse`; one added
+later wraps over ours. When `create` is called with another instrumentation's chat span current
+(such as OpenTelemetry's `opentelemetry-instrumentation-genai-openai`, whose span is current
+around the call and around each read of its stream), no span is started: the logprob attributes,
+events and `logprobs.*` metrics go on that span, which its owner ends (see
 `LogprobTelemetry.start_call(span=...)`). Uninstrumenting takes out our wrapper only; under
 another's plain-function wrapper, where it cannot be taken out, it stays and passes calls
 through. A client instrumented on its own (`instrument_openai(client)`) is wrapped on the
-object, outside any class-level wrapper: next to another instrumentation, instrument all
-clients instead.
+object, outside any class-level wrapper: next to another instrumentation, instrument all clients
+instead.
 """
 
 from __future__ import annotations
@@ -68,38 +77,41 @@ import functools
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Final, Literal, cast
 
-import httpx2
 import openai
 from openai._legacy_response import LegacyAPIResponse
 from openai.resources.chat.completions import AsyncCompletions, Completions
 from openai.resources.responses import AsyncResponses, Responses
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
+from pydantic import BaseModel
 from typing_extensions import Unpack
 
 from ._endpoint import server_address_port
 from ._neighbours import claimed_langchain_run, current_chat_span
 from ._patching import below_proxies, remove_layer
-from ._traced_responses import ResponsesRecorder, input_messages, record_response
+from ._structured import response_format_param
+from ._traced_chat import fail_call, record_completion
+from ._traced_responses import ResponsesRecorder, input_messages, record_response, request_of
 from ._traced_stream import Recorder, StreamRecorder, TracedAsyncStream, TracedStream
-from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
+from .otel import CallTelemetry, LogprobTelemetry, TelemetryKwargs
 
 __all__ = ["instrument_openai", "uninstrument_openai"]
 
 logger = logging.getLogger("logprobscope")
 
-_CREATE: Final = "create"
 _MARK: Final = "__logprobscope_instrumentation__"
 _RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
 _STACK_DEPTH: Final = 8
-# Arguments of `create` that are not part of the request body (the messages or input aside).
-_NOT_BODY: Final = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+# Arguments of `create` that are not part of the request body (the messages or input aside;
+# `text_format` is the Responses `parse()`'s class to parse the answer into).
+_NOT_BODY: Final = frozenset(
+    {"extra_headers", "extra_query", "extra_body", "timeout", "text_format"}
+)
 # Set while a traced `create` runs, so a client wrapper over the patched class (or any nested
 # call) does not trace the same call twice.
 _IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -131,14 +143,17 @@ class _Endpoint:
         return client.responses if self.api == "responses" else client.chat.completions
 
 
+_CHAT: Final = (Completions, AsyncCompletions)
+_RESPONSES: Final = (Responses, AsyncResponses)
 _ENDPOINTS: Final = (
-    _Endpoint("chat_completions", (Completions, AsyncCompletions), _CREATE, "messages"),
-    _Endpoint("responses", (Responses, AsyncResponses), _CREATE, "input"),
-    # parse() posts the request itself (not through create): traced on its own
-    _Endpoint("responses", (Responses, AsyncResponses), "parse", "input"),
+    _Endpoint("chat_completions", _CHAT, "create", "messages"),
+    _Endpoint("chat_completions", _CHAT, "parse", "messages"),
+    _Endpoint("responses", _RESPONSES, "create", "input"),
+    # Responses.parse posts the request itself (not through create): traced on its own
+    _Endpoint("responses", _RESPONSES, "parse", "input"),
 )
 
-# Per patched class and method: our layer, what it calls, and its state.
+# Per patched method of a class: our layer, what it calls, and its state.
 _CLASS_LAYERS: dict[tuple[type, str], tuple[object, object, _State]] = {}
 
 
@@ -185,37 +200,18 @@ def _params(kwargs: Mapping[str, object], inputs: str) -> dict[str, object]:
     extra = kwargs.get("extra_body")
     if isinstance(extra, Mapping):
         params.update((str(k), v) for k, v in extra.items())
+    schema = params.get("response_format")
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:  # parse(response_format=Model) sends the model's strict schema
+            params["response_format"] = response_format_param(schema)
+        except Exception:
+            del params["response_format"]
     return params
 
 
 def _given(value: object) -> bool:
     # The SDK's sentinels for "not given" are falsy instances of NotGiven / Omit.
     return not isinstance(value, (openai.NotGiven, openai.Omit))
-
-
-def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture: bool) -> None:
-    now = time.time_ns()
-    choices = completion.choices
-    text: str | None = None
-    if choices:
-        first = choices[0]
-        logprobs = first.logprobs
-        if logprobs is not None and logprobs.content:
-            # The SDK's entries are token-like (token, logprob, bytes, top_logprobs).
-            call.add_tokens(logprobs.content, time_ns=now)
-        if capture:
-            text = first.message.content
-    usage = completion.usage
-    call.set_response(
-        ResponseFacts(
-            id=completion.id,
-            model=completion.model,
-            finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
-            input_tokens=usage.prompt_tokens if usage is not None else None,
-            output_tokens=usage.completion_tokens if usage is not None else None,
-            output_text=text,
-        )
-    )
 
 
 # -- the wrapped calls -------------------------------------------------------------------------
@@ -246,16 +242,6 @@ def _start(
     return call, capture
 
 
-def _request(resource: object, result: object) -> Any:
-    # The call's HTTP request, for the `APIError` of a failed response.
-    response = getattr(result, "response", None) or getattr(result, "http_response", None)
-    request = getattr(response, "request", None)
-    if request is None:  # a parsed Response keeps none: the request it was the answer to
-        base = getattr(getattr(resource, "_client", None), "base_url", "")
-        request = httpx2.Request("POST", f"{base}responses")
-    return request
-
-
 def _finish(
     call: CallTelemetry, result: object, capture: bool, endpoint: _Endpoint, resource: object
 ) -> object:
@@ -263,19 +249,23 @@ def _finish(
         if isinstance(result, (openai.Stream, openai.AsyncStream)):
             recorder: Recorder[Any] = StreamRecorder(call, capture)
             if endpoint.api == "responses":
-                recorder = ResponsesRecorder(call, capture, _request(resource, result))
+                recorder = ResponsesRecorder(call, capture, request_of(resource, result))
             if isinstance(result, openai.Stream):
                 return TracedStream(result, recorder)
             return TracedAsyncStream(result, recorder)
         answer = result
         if isinstance(result, LegacyAPIResponse):
             # with_raw_response: the SDK's own parse, cached, so the caller's later parse()
-            # returns this very object.
-            answer = result.parse()
+            # returns this very object (and raises what it raises: the call failed so).
+            try:
+                answer = result.parse()
+            except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
+                fail_call(call, exc, capture)
+                return result
         if isinstance(answer, ChatCompletion):
-            _record_completion(call, answer, capture)
+            record_completion(call, answer, capture)
         elif isinstance(answer, Response):
-            record_response(call, answer, capture, _request(resource, result))
+            record_response(call, answer, capture, request_of(resource, result))
     except Exception:  # telemetry never breaks the call
         logger.debug("recording an answer failed", exc_info=True)
     call.end(completed=None)
@@ -295,7 +285,7 @@ def _traced_sync(
     try:
         result = create(*args, **kwargs)
     except BaseException as exc:
-        call.fail(exc)
+        fail_call(call, exc, capture)
         raise
     finally:
         _IN_CALL.reset(token)
@@ -315,7 +305,7 @@ async def _traced_async(
     try:
         result = await create(*args, **kwargs)
     except BaseException as exc:
-        call.fail(exc)
+        fail_call(call, exc, capture)
         raise
     finally:
         _IN_CALL.reset(token)
@@ -423,7 +413,7 @@ def _instrument_class(cls: type, endpoint: _Endpoint, state: _State, is_async: b
 
 def _resources(client: openai.OpenAI | openai.AsyncOpenAI) -> list[tuple[_Endpoint, Any]]:
     """Each traced method's resource of `client`, checked to be the SDK's own."""
-    if not isinstance(client.chat.completions, (Completions, AsyncCompletions)):
+    if not isinstance(client.chat.completions, _CHAT):
         raise TypeError(f"{type(client).__name__}.chat.completions is not the openai SDK's")
     out: list[tuple[_Endpoint, Any]] = []
     for endpoint in _ENDPOINTS:
@@ -442,14 +432,13 @@ def instrument_openai(
 ) -> None:
     """Emit logprob telemetry for every model call of `client`, or of all clients.
 
-    The calls are `chat.completions.create`, `responses.create` and `responses.parse` (the
-    SDK's `stream()` helpers call `create`). With a client (`openai.OpenAI` or
-    `openai.AsyncOpenAI`): those methods are wrapped, on that client's objects only. With
-    None: the SDK's `Completions`, `AsyncCompletions`, `Responses` and `AsyncResponses`
-    classes are patched, for every client, existing or future (like OpenTelemetry's
-    instrumentors). Each call then emits one `chat {model}`
-    span with the logprob events and summary attributes, and records the metrics, as described
-    in the module's docstring.
+    The calls are `chat.completions.create` and `.parse`, and `responses.create` and
+    `.parse` (the SDK's `stream()` helpers call `create`). With a client (`openai.OpenAI`
+    or `openai.AsyncOpenAI`): those methods are wrapped, on that client's objects only. With
+    None: those methods of the SDK's `Completions`, `AsyncCompletions`, `Responses` and
+    `AsyncResponses` are patched, for every client, existing or future (like OpenTelemetry's
+    instrumentors). Each call then emits one `chat {model}` span with the logprob events and
+    summary attributes, and records the metrics, as described in the module's docstring.
 
     Idempotent: instrumenting what is already instrumented never wraps twice; it replaces the
     telemetry used from then on. `uninstrument_openai` undoes it.
@@ -475,13 +464,13 @@ def instrument_openai(
                     _instrument_class(cls, endpoint, state, is_async)
             return
         for endpoint, resource in _resources(client):
-            existing = getattr(resource.__dict__.get(endpoint.method), _MARK, None)
+            name = endpoint.method
+            existing = getattr(resource.__dict__.get(name), _MARK, None)
             if isinstance(existing, _State):
                 existing.telemetry = state.telemetry
-                continue
-            original = getattr(resource, endpoint.method)
-            wrapper = _instance_wrapper(resource, original, state, endpoint)
-            setattr(resource, endpoint.method, wrapper)
+            else:
+                original = getattr(resource, name)
+                setattr(resource, name, _instance_wrapper(resource, original, state, endpoint))
 
 
 def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None) -> None:
@@ -496,12 +485,14 @@ def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None
         if client is None:
             for endpoint in _ENDPOINTS:
                 for cls in endpoint.classes:
-                    layer = _CLASS_LAYERS.pop((cls, endpoint.method), None)
+                    name = endpoint.method
+                    layer = _CLASS_LAYERS.pop((cls, name), None)
                     if layer is not None:
                         ours, inner, state = layer
-                        if not remove_layer(cls, endpoint.method, ours, inner):
-                            state.active = False  # stays, under another's wrapper: passes on
+                        if not remove_layer(cls, name, ours, inner):
+                            state.active = False  # under another's wrapper: passes through
             return
         for endpoint, resource in _resources(client):
-            if isinstance(getattr(resource.__dict__.get(endpoint.method), _MARK, None), _State):
-                del resource.__dict__[endpoint.method]
+            name = endpoint.method
+            if isinstance(getattr(resource.__dict__.get(name), _MARK, None), _State):
+                del resource.__dict__[name]

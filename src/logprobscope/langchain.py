@@ -20,9 +20,14 @@ attributes set when the run ends; one span event per token (or the mode chosen);
 Where the tokens come from:
 
 - streamed runs (`stream`, `astream`, or a model with `streaming=True`): the logprobs of every
-  chunk LangChain hands `on_llm_new_token` (`chunk.generation_info["logprobs"]["content"]`), as
-  they arrive, so span events carry each chunk's arrival time. Chunks are never merged here.
+  chunk LangChain hands `on_llm_new_token` (`chunk.generation_info["logprobs"]`: its `content`
+  and its `refusal` tokens, the latter in events marked `logprobs.token.channel = "refusal"`),
+  as they arrive, so span events carry each chunk's arrival time. Chunks are never merged here.
 - non-streamed runs: the logprobs of the final generation handed to `on_llm_end`.
+
+With content capture, `gen_ai.output.messages` holds the answer's text, its refusal (from the
+message's `additional_kwargs["refusal"]`, which langchain-openai fills for non-streamed runs
+only) and its tool calls (their argument text as the model wrote it where LangChain keeps it).
 
 Response id, model, finish reasons and token usage come from the `LLMResult` (`llm_output`,
 the generation's `generation_info`, the message's `response_metadata` and `usage_metadata`).
@@ -59,6 +64,7 @@ ended.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -103,15 +109,41 @@ _CHAT_MODELS_MODULE: Final = "langchain_core.language_models.chat_models"
 _STACK_DEPTH: Final = 32
 
 
-def _logprob_content(info: Mapping[str, Any] | None) -> Sequence[Mapping[str, object]] | None:
-    if not info:
-        return None
-    logprobs = info.get("logprobs")
-    if isinstance(logprobs, Mapping):
-        content = logprobs.get("content")
-        if isinstance(content, Sequence) and content:
-            return content
+def _logprobs_of(info: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    # OpenAI's choice `logprobs` object ({"content": [...], "refusal": [...]}), if any tokens.
+    logprobs = info.get("logprobs") if info else None
+    if isinstance(logprobs, Mapping) and (logprobs.get("content") or logprobs.get("refusal")):
+        return logprobs
     return None
+
+
+def _tool_calls(message: object) -> list[dict[str, object]] | None:
+    # The wire shape: langchain-openai keeps the raw calls of a non-streamed answer in
+    # additional_kwargs; a stream's aggregate has the argument text in its chunks.
+    kwargs = getattr(message, "additional_kwargs", None) or {}
+    raw = kwargs.get("tool_calls") if isinstance(kwargs, Mapping) else None
+    if isinstance(raw, list) and raw:
+        return [dict(c) for c in raw if isinstance(c, Mapping)] or None
+    chunks = getattr(message, "tool_call_chunks", None) or []
+    if chunks:
+        return [
+            {
+                "id": c.get("id"),
+                "type": "function",
+                "function": {"name": c.get("name"), "arguments": c.get("args") or ""},
+            }
+            for c in chunks
+        ]
+    calls = getattr(message, "tool_calls", None) or []
+    out: list[dict[str, object]] = [
+        {
+            "id": c.get("id"),
+            "type": "function",
+            "function": {"name": c.get("name"), "arguments": json.dumps(c.get("args") or {})},
+        }
+        for c in calls
+    ]
+    return out or None
 
 
 def _server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
@@ -223,11 +255,18 @@ class _Run:
             call = self._call = start(span) if start is not None else CallTelemetry._disabled()
         return call
 
-    def add(self, content: object, time_ns: int) -> None:
+    def add(self, logprobs: object, time_ns: int) -> None:
         # On a streamed call every add is one chunk's arrival, with tokens or without.
         # The entries are LangChain's decoded JSON; anything malformed is the core's to skip.
+        content = refusal = None
+        if isinstance(logprobs, Mapping):
+            content, refusal = logprobs.get("content"), logprobs.get("refusal")
         entries = content if isinstance(content, Sequence) else ()
-        self.call.add_tokens(entries, time_ns=time_ns)
+        refused = refusal if isinstance(refusal, Sequence) and refusal else None
+        if entries or refused is None:
+            self.call.add_tokens(entries, time_ns=time_ns)
+        if refused is not None:
+            self.call.add_tokens(refused, time_ns=time_ns, channel="refusal", new_chunk=not entries)
 
 
 class LogprobsCallbackHandler(BaseCallbackHandler):
@@ -366,8 +405,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             if not info and message is not None:
                 info = message.response_metadata
             info = info or {}
-            logprobs = info.get("logprobs")
-            run.add(logprobs.get("content") if logprobs else None, now)
+            run.add(info.get("logprobs"), now)
             finish = info.get("finish_reason")
             if finish:
                 run.finish = finish
@@ -441,9 +479,9 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             metadata = first.message.response_metadata or {}
             usage = getattr(first.message, "usage_metadata", None)
         if add_tokens:
-            content = _logprob_content(info) or _logprob_content(metadata)
-            if content:
-                run.add(content, time.time_ns())
+            logprobs = _logprobs_of(info) or _logprobs_of(metadata)
+            if logprobs:
+                run.add(logprobs, time.time_ns())
         finish = [
             reason
             for reason in ((g.generation_info or {}).get("finish_reason") for g in generations)
@@ -461,12 +499,18 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             if isinstance(token_usage, Mapping):
                 input_tokens = token_usage.get("prompt_tokens")
                 output_tokens = token_usage.get("completion_tokens")
-        text: str | None = None
+        text = refusal = None
+        calls: list[dict[str, object]] | None = None
         if run.texts is not None:
             if run.streamed:
                 text = "".join(run.texts)
             elif first is not None:
                 text = first.text
+            message = getattr(first, "message", None)
+            kwargs = getattr(message, "additional_kwargs", None) or {}
+            found = kwargs.get("refusal") if isinstance(kwargs, Mapping) else None
+            refusal = found if isinstance(found, str) else None
+            calls = _tool_calls(message)
         model = llm_output.get("model_name") or metadata.get("model_name") or run.response_model
         response_id = llm_output.get("id") or metadata.get("id")
         run.call.set_response(
@@ -477,5 +521,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
                 input_tokens=input_tokens if isinstance(input_tokens, int) else None,
                 output_tokens=output_tokens if isinstance(output_tokens, int) else None,
                 output_text=text,
+                output_refusal=refusal,
+                output_tool_calls=calls,
             )
         )

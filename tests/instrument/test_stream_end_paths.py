@@ -1,22 +1,18 @@
-"""Every way the SDK offers to end a traced stream ends its span at once, exactly once.
+"""Every way the openai SDK lets a caller end a stream ends the span at once, exactly once.
 
-Through both APIs (the `api` fixture): `chat.completions.create(stream=True)` and its
-`chat.completions.stream()` helper, `responses.create(stream=True)` and `responses.stream()`.
-"At once" is checked before anything else can end it: the span is there right after the
-call that ends the stream, with no garbage collection in between (except for the cases
-whose end *is* the collection).
+Sync and async, for `create(stream=True)` and for the SDK's `stream()` helper, through both
+APIs (the `api` fixture): `chat.completions` and `responses`. "At once" is checked while the
+caller still holds the stream: the span must already be exported, not waiting for garbage
+collection (a span still open at exit is lost).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -25,22 +21,50 @@ from opentelemetry.trace import StatusCode
 from logprobscope.instrument import instrument_openai
 from logprobscope.testing import Faults, ReplayServer
 from tests.support.apis import Api
+from tests.support.entry_points import MESSAGES
+from tests.support.factories import ServerFactory
 from tests.support.otel import InMemoryOtel
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_global_instrumentation")]
 
+SEED_TOKENS = 25  # the seed stream's tokens (SEED_TOP_LOGPROBS, chosen by top_logprobs)
+CHAT_ARGS: dict[str, Any] = {
+    "model": "gpt-4o",
+    "messages": MESSAGES,
+    "logprobs": True,
+    "top_logprobs": 2,
+}
+RESPONSES_ARGS: dict[str, Any] = {
+    "model": "gpt-4o",
+    "input": MESSAGES,
+    "include": ["message.output_text.logprobs"],
+    "top_logprobs": 2,
+}
+# The helpers' events that carry tokens: the chat helper's own, the Responses API's delta.
+TOKEN_EVENTS = ("logprobs.content.delta", "response.output_text.delta")
 
-class UserError(Exception):
-    """The user's own exception, raised in their loop."""
+
+class Endpoint:
+    """`client.chat.completions` or `client.responses`, with its arguments."""
+
+    def __init__(self, client: Any, api: Api) -> None:
+        self.resource = client.responses if api.responses else client.chat.completions
+        self.args = RESPONSES_ARGS if api.responses else CHAT_ARGS
+
+    def create(self) -> Any:
+        return self.resource.create(stream=True, **self.args)
+
+    def stream(self) -> Any:
+        return self.resource.stream(**self.args)
 
 
-@pytest.fixture(autouse=True)
-def _no_double_end(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """The SDK logs a warning when a span is ended twice or changed after its end."""
-    caplog.set_level(logging.WARNING, logger="opentelemetry")
-    yield
-    bad = [r.getMessage() for r in caplog.get_records("call") if r.name.startswith("opentelemetry")]
-    assert not bad, bad
+def final_tokens(final: Any) -> int:
+    """Tokens of a helper's final answer: a chat completion's, or a response's."""
+    if hasattr(final, "choices"):
+        logprobs = final.choices[0].logprobs
+        assert logprobs is not None and logprobs.content is not None
+        return len(logprobs.content)
+    return len(final.output[0].content[0].logprobs)
 
 
 @pytest.fixture
@@ -57,208 +81,292 @@ async def aclient(server: ReplayServer, otel: InMemoryOtel) -> AsyncIterator[ope
         yield sdk
 
 
-def _args(api: Api) -> dict[str, Any]:
-    if api.responses:
-        return {"model": "gpt-4o", "input": "hi", "include": ["message.output_text.logprobs"]}
-    return {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}
-
-
-def _open(client: Any, api: Api) -> Any:
-    resource = client.responses if api.responses else client.chat.completions
-    return resource.create(stream=True, **_args(api))
-
-
-def _helper(client: Any, api: Api) -> Any:
-    resource = client.responses if api.responses else client.chat.completions
-    return resource.stream(**_args(api))
-
-
-def _one_span(otel: InMemoryOtel, *, completed: bool) -> ReadableSpan:
-    [span] = otel.spans()
+def ended(otel: InMemoryOtel, *, completed: bool, tokens: int | None = None) -> ReadableSpan:
+    """The one span, already ended, not failed, with `logprobs.stream.completed`."""
+    span = otel.span()
     attrs = span.attributes or {}
     assert span.status.status_code is StatusCode.UNSET
     assert attrs["logprobs.stream.completed"] is completed
+    if tokens is not None:
+        assert attrs["logprobs.token_count"] == tokens
     return span
 
 
-def _failed(otel: InMemoryOtel, error_type: str) -> ReadableSpan:
-    [span] = otel.spans()
-    attrs = span.attributes or {}
+def failed(otel: InMemoryOtel, error_type: str) -> ReadableSpan:
+    span = otel.span()
     assert span.status.status_code is StatusCode.ERROR
-    assert attrs["error.type"] == error_type
-    assert attrs["logprobs.stream.completed"] is False
+    assert (span.attributes or {})["error.type"] == error_type
+    assert (span.attributes or {})["logprobs.stream.completed"] is False
     return span
 
 
-def _tokens(span: ReadableSpan) -> object:
-    return (span.attributes or {})["logprobs.token_count"]
+def _has_tokens(item: Any) -> bool:
+    kind = getattr(item, "type", None)
+    if kind is not None:  # a Responses API event
+        return kind == "response.output_text.delta" and bool(item.logprobs)
+    return bool(item.choices and item.choices[0].logprobs and item.choices[0].logprobs.content)
 
 
-# -- sync ---------------------------------------------------------------------------------------
+def content_chunks(stream: Any, count: int) -> None:
+    """Read chunks (or events) until `count` of them carried tokens."""
+    seen = 0
+    for chunk in stream:
+        if _has_tokens(chunk):
+            seen += 1
+            if seen == count:
+                return
 
 
-def test_exhausted(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    stream = _open(client, api)
-    list(stream)
-    assert _tokens(_one_span(otel, completed=True)) == 19
-    stream.close()  # after the end: nothing more
-    assert "close" not in vars(stream.response)
+async def acontent_chunks(stream: Any, count: int) -> None:
+    seen = 0
+    async for chunk in stream:
+        if _has_tokens(chunk):
+            seen += 1
+            if seen == count:
+                return
+
+
+# -- create(stream=True), sync --------------------------------------------------------------
+
+
+def test_exhausted(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
+    for _ in stream:
+        pass
+    ended(otel, completed=True, tokens=SEED_TOKENS)
+    stream.close()
     assert len(otel.spans()) == 1
 
 
-def test_break_and_dropped(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    for count, _ in enumerate(_open(client, api)):
-        if count == api.event(2):  # the third token's event
-            break
-    # the loop held the only reference: the stream is gone, its span has ended
-    assert _tokens(_one_span(otel, completed=False)) == 3
-
-
-def test_close(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    stream = _open(client, api)
-    next(stream)
-    assert otel.spans() == []
+def test_close(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
+    content_chunks(stream, 3)
+    assert otel.spans() == []  # the caller may read on
     stream.close()
-    _one_span(otel, completed=False)
-    stream.close()
-    assert len(otel.spans()) == 1
+    ended(otel, completed=False, tokens=3)
 
 
-def test_the_http_response_closed(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    stream = _open(client, api)
-    for _ in range(api.event(2)):
-        next(stream)
+def test_with_block(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).create() as stream:
+        content_chunks(stream, 2)
+    ended(otel, completed=False, tokens=2)
+
+
+def test_response_close(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
+    content_chunks(stream, 4)
     stream.response.close()
-    assert _tokens(_one_span(otel, completed=False)) == 2
-    assert "close" not in vars(stream.response)  # the response is left as it was
-    with contextlib.suppress(httpx2.StreamClosed):  # what the SDK still had read is yielded
-        list(stream)
+    ended(otel, completed=False, tokens=4)
+    stream.close()  # the proxy's own close after it changes nothing
     assert len(otel.spans()) == 1
 
 
-def test_with_block_left_early(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    with _open(client, api) as stream:
-        next(stream)
-    _one_span(otel, completed=False)
-
-
-def test_helper_with_block_left_early(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    with _helper(client, api) as stream:
-        for count, _ in enumerate(stream):
-            if count == 1:
-                break
-        assert otel.spans() == []  # the helper still holds the stream
-    _one_span(otel, completed=False)  # its `with` exit closed the response
-
-
-def test_helper_close(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    manager = _helper(client, api)
-    stream = manager.__enter__()
-    next(iter(stream))
-    stream.close()
-    _one_span(otel, completed=False)
-    manager.__exit__(None, None, None)
-    assert len(otel.spans()) == 1
-
-
-def test_helper_read_to_the_end(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    with _helper(client, api) as stream:
-        stream.until_done()
-        assert len(otel.spans()) == 1
-    assert _tokens(_one_span(otel, completed=True)) == 19
-
-
-def test_dropped_unclosed(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    stream = _open(client, api)
-    next(stream)
+def test_break_and_garbage_collection(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
+    content_chunks(stream, 1)
+    assert otel.spans() == []
     del stream
     gc.collect()
-    _one_span(otel, completed=False)
+    ended(otel, completed=False, tokens=1)
 
 
-def test_cut_by_the_server(
-    server: ReplayServer, client: openai.OpenAI, otel: InMemoryOtel, api: Api
-) -> None:
-    server.set_faults(Faults(cut_after=api.event(4)))
-    with pytest.raises(openai.APIConnectionError):
-        for _ in _open(client, api):
-            pass
-    assert _tokens(_failed(otel, "openai.APIConnectionError")) == 4
-
-
-def test_users_exception_inside_with(client: openai.OpenAI, otel: InMemoryOtel, api: Api) -> None:
-    error = UserError("mine")
-    with pytest.raises(UserError) as caught:
-        with _open(client, api) as stream:
+def test_server_error(api: Api, make_server: ServerFactory, otel: InMemoryOtel) -> None:
+    server = make_server(faults=Faults(cut_after=api.event(3)))
+    with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
+        instrument_openai(sdk, telemetry=otel.telemetry)
+        stream = Endpoint(sdk, api).create()
+        with pytest.raises(openai.APIConnectionError):
             for _ in stream:
-                raise error
-    assert caught.value is error
-    _failed(otel, f"{__name__}.UserError")
+                pass
+        failed(otel, "openai.APIConnectionError")
 
 
-# -- async --------------------------------------------------------------------------------------
+def test_callers_exception(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with pytest.raises(KeyError), Endpoint(client, api).create() as stream:
+        content_chunks(stream, 1)
+        raise KeyError("mine")
+    failed(otel, "KeyError")
 
 
-async def test_async_exhausted_and_aclose(
-    aclient: openai.AsyncOpenAI, otel: InMemoryOtel, api: Api
-) -> None:
-    stream = await _open(aclient, api)
-    assert [e async for e in stream]
-    _one_span(otel, completed=True)
-    second = await _open(aclient, api)
-    await second.__anext__()
-    await second.close()
-    assert [s.attributes["logprobs.stream.completed"] for s in otel.spans()] == [True, False]  # type: ignore[index]
+# -- the stream() helper, sync -------------------------------------------------------------------
 
 
-async def test_async_http_response_closed(
-    aclient: openai.AsyncOpenAI, otel: InMemoryOtel, api: Api
-) -> None:
-    stream = await _open(aclient, api)
-    await stream.__anext__()
-    await stream.response.aclose()
-    _one_span(otel, completed=False)
-    assert "aclose" not in vars(stream.response)
+def test_helper_exhausted(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).stream() as stream:
+        final = stream.get_final_response() if api.responses else stream.get_final_completion()
+        span = ended(otel, completed=True, tokens=SEED_TOKENS)
+    assert (span.attributes or {})["logprobs.token_count"] == final_tokens(final)
 
 
-async def test_async_helper_left_early(
-    aclient: openai.AsyncOpenAI, otel: InMemoryOtel, api: Api
-) -> None:
-    async with _helper(aclient, api) as stream:
-        async for _ in stream:
-            break
+def test_helper_with_block_left_early(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).stream() as stream:
+        for event in stream:
+            if event.type in TOKEN_EVENTS:
+                break
         assert otel.spans() == []
-    _one_span(otel, completed=False)
+    ended(otel, completed=False, tokens=1)
+    assert stream is not None  # still held: the end did not wait for garbage collection
 
 
-async def test_async_cancelled(
-    server: ReplayServer, aclient: openai.AsyncOpenAI, otel: InMemoryOtel, api: Api
+def test_helper_close(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).stream() as stream:
+        for event in stream:
+            if event.type in TOKEN_EVENTS:
+                break
+        stream.close()
+        ended(otel, completed=False, tokens=1)
+    assert len(otel.spans()) == 1
+
+
+def test_helper_callers_exception(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    # The helper's `with` closes the response and never sees the exception: the span ends
+    # as a stream left early; the exception reaches the caller unchanged.
+    mine = ValueError("mine")
+    with pytest.raises(ValueError) as caught, Endpoint(client, api).stream() as stream:
+        for _ in stream:
+            raise mine
+    assert caught.value is mine
+    ended(otel, completed=False)
+
+
+# -- async ------------------------------------------------------------------------------------
+
+
+async def test_async_exhausted(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    stream = await Endpoint(aclient, api).create()
+    async for _ in stream:
+        pass
+    ended(otel, completed=True, tokens=SEED_TOKENS)
+    await stream.close()
+    assert len(otel.spans()) == 1
+
+
+async def test_async_close(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    stream = await Endpoint(aclient, api).create()
+    await acontent_chunks(stream, 3)
+    assert otel.spans() == []
+    await stream.close()
+    ended(otel, completed=False, tokens=3)
+
+
+async def test_async_aclose(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    stream = await Endpoint(aclient, api).create()
+    await acontent_chunks(stream, 3)
+    await stream.aclose()
+    ended(otel, completed=False, tokens=3)
+
+
+async def test_async_with_block(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    async with await Endpoint(aclient, api).create() as stream:
+        await acontent_chunks(stream, 2)
+    ended(otel, completed=False, tokens=2)
+
+
+async def test_async_response_aclose(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
 ) -> None:
-    server.set_faults(Faults(stall_after=api.event(2), stall_seconds=20))
-    got: list[object] = []
-
-    async def consume() -> None:
-        async for event in await _open(aclient, api):
-            got.append(event)
-
-    task = asyncio.create_task(consume())
-    for _ in range(500):
-        if len(got) == api.event(2):
-            break
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)  # the task now waits on the stalled socket
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert _tokens(_failed(otel, "asyncio.exceptions.CancelledError")) == 2
+    stream = await Endpoint(aclient, api).create()
+    await acontent_chunks(stream, 4)
+    await stream.response.aclose()
+    ended(otel, completed=False, tokens=4)
+    await stream.close()
+    assert len(otel.spans()) == 1
 
 
-async def test_async_dropped_unclosed(
-    aclient: openai.AsyncOpenAI, otel: InMemoryOtel, api: Api
+async def test_async_break_and_garbage_collection(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
 ) -> None:
-    stream = await _open(aclient, api)
-    await stream.__anext__()
+    stream = await Endpoint(aclient, api).create()
+    await acontent_chunks(stream, 1)
+    assert otel.spans() == []
     del stream
     gc.collect()
-    _one_span(otel, completed=False)
-    await asyncio.sleep(0)  # the SDK's own cleanup of the dropped stream
+    ended(otel, completed=False, tokens=1)
+
+
+async def test_async_server_error(api: Api, make_server: ServerFactory, otel: InMemoryOtel) -> None:
+    server = make_server(faults=Faults(cut_after=api.event(3)))
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
+        instrument_openai(sdk, telemetry=otel.telemetry)
+        stream = await Endpoint(sdk, api).create()
+        with pytest.raises(openai.APIConnectionError):
+            async for _ in stream:
+                pass
+        failed(otel, "openai.APIConnectionError")
+
+
+async def test_async_callers_exception(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    with pytest.raises(KeyError):
+        async with await Endpoint(aclient, api).create() as stream:
+            await acontent_chunks(stream, 1)
+            raise KeyError("mine")
+    failed(otel, "KeyError")
+
+
+async def test_async_cancelled(api: Api, make_server: ServerFactory, otel: InMemoryOtel) -> None:
+    server = make_server(faults=Faults(stall_after=api.event(2), stall_seconds=30))
+    async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
+        instrument_openai(sdk, telemetry=otel.telemetry)
+        started = asyncio.Event()
+
+        async def read() -> None:
+            stream = await Endpoint(sdk, api).create()
+            async for _ in stream:
+                started.set()
+
+        task = asyncio.create_task(read())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        failed(otel, "asyncio.exceptions.CancelledError")
+
+
+async def test_async_helper_exhausted(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    async with Endpoint(aclient, api).stream() as stream:
+        if api.responses:
+            final: Any = await stream.get_final_response()
+        else:
+            final = await stream.get_final_completion()
+        ended(otel, completed=True, tokens=SEED_TOKENS)
+    assert final_tokens(final) == SEED_TOKENS
+
+
+async def test_async_helper_with_block_left_early(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    async with Endpoint(aclient, api).stream() as stream:
+        async for event in stream:
+            if event.type in TOKEN_EVENTS:
+                break
+        assert otel.spans() == []
+    ended(otel, completed=False, tokens=1)
+    assert stream is not None
+
+
+async def test_async_helper_close(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    async with Endpoint(aclient, api).stream() as stream:
+        async for event in stream:
+            if event.type in TOKEN_EVENTS:
+                break
+        await stream.close()
+        ended(otel, completed=False, tokens=1)
+    assert len(otel.spans()) == 1
+
+
+async def test_async_helper_callers_exception(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    mine = ValueError("mine")
+    with pytest.raises(ValueError) as caught:
+        async with Endpoint(aclient, api).stream() as stream:
+            async for _ in stream:
+                raise mine
+    assert caught.value is mine
+    ended(otel, completed=False)

@@ -196,8 +196,23 @@ def input_messages_json(messages: Sequence[Mapping[str, object]]) -> str:
     return valid_text(json.dumps(out, ensure_ascii=False, default=str))
 
 
-def output_messages_json(text: str, finish_reason: str | None) -> str:
-    """The answer in the `gen_ai.output.messages` shape: one assistant message."""
-    parts = [{"type": "text", "content": text}] if text else []
+def output_messages_json(
+    text: str | None,
+    finish_reason: str | None,
+    *,
+    refusal: str | None = None,
+    tool_calls: Sequence[Mapping[str, object]] | None = None,
+) -> str:
+    """The answer in the `gen_ai.output.messages` shape: one assistant message.
+
+    Its parts: the text, the refusal (`{"type": "refusal", "content": ...}`) and the tool
+    calls (`tool_call` parts: id, name, arguments as the model wrote them), those present.
+    """
+    assistant: dict[str, object] = {"role": "assistant", "content": text}
+    if tool_calls:
+        assistant["tool_calls"] = list(tool_calls)
+    parts = _genai_parts(assistant)
+    if refusal is not None:
+        parts.insert(1 if text else 0, {"type": n.PART_REFUSAL, "content": refusal})
     message = {"role": "assistant", "parts": parts, "finish_reason": finish_reason or ""}
-    return valid_text(json.dumps([message], ensure_ascii=False))
+    return valid_text(json.dumps([message], ensure_ascii=False, default=str))

@@ -12,7 +12,15 @@ slot for the exception event of a failed call, and spends the rest so that no to
   budget lasts (the others are counted as dropped);
 - "none": no events.
 
-Tokens that find no room are counted (`dropped`), never lost silently.
+Tokens come in streams: choice 0's content (the common case, and the only one whose events
+carry no stream attributes), its refusal, and the content and refusal of other choices
+(n > 1). Each stream has its own indexes from 0; its events carry `logprobs.token.channel`
+("refusal") and `logprobs.token.choice_index` (when not 0), or the `logprobs.tokens.`
+equivalents. A batch never mixes streams: each stream has its own pending batch, and a new
+one is started only while a slot is left for every pending batch's final event.
+
+Tokens that find no room are counted (`dropped`), never lost silently. Other events written
+after the tokens (`extra`) only take the room the tokens left.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ from .._logprobs import TokenBuffer, _unpack_bytes
 from .._text import valid_text
 
 __all__ = [
+    "CONTENT",
     "DEFAULT_MAX_EVENTS",
     "AddEvent",
     "EventWriter",
     "EventsMode",
+    "StreamKey",
     "event_limit",
 ]
 
@@ -42,6 +52,11 @@ EventsMode = Literal["tokens", "batched", "low_confidence", "none"]
 
 AddEvent = Callable[[str, dict[str, AttributeValue], int], object]
 """`Span.add_event`: name, attributes, timestamp (ns since epoch)."""
+
+StreamKey = tuple[str, int]
+"""A stream of tokens: (channel, choice index)."""
+
+CONTENT: StreamKey = (n.CHANNEL_CONTENT, 0)
 
 # Event slots kept free for the exception event of a failed call.
 _RESERVED_EVENTS = 1
@@ -76,6 +91,28 @@ class _Segment:
         self.stop = stop
 
 
+class _Pending:
+    """One stream's tokens waiting for their batch event, from index `start_index` on."""
+
+    __slots__ = ("key", "segments", "count", "start_index")
+
+    def __init__(self, key: StreamKey, start_index: int) -> None:
+        self.key = key
+        self.segments: list[_Segment] = []
+        self.count = 0
+        self.start_index = start_index
+
+
+def _stream_attributes(key: StreamKey, channel: str, choice: str) -> dict[str, AttributeValue]:
+    # Nothing for choice 0's content: its events keep the layout they always had.
+    attributes: dict[str, AttributeValue] = {}
+    if key[0] != n.CHANNEL_CONTENT:
+        attributes[channel] = key[0]
+    if key[1] != 0:
+        attributes[choice] = key[1]
+    return attributes
+
+
 class EventWriter:
     """The token events of one span, within its event limit.
 
@@ -87,7 +124,8 @@ class EventWriter:
         threshold: the low-confidence threshold (for "low_confidence" mode).
 
     Tokens are added in order with `add` (columns of a `TokenBuffer`, which must stay
-    unchanged in that range until `close`); `close` writes the last batch.
+    unchanged in that range until `close`), each with its stream; `close` writes the last
+    batches; `extra` then writes other events in the room left.
 
     Attributes:
         mode: the mode now: "tokens" becomes "batched" once the token events' share of
@@ -106,11 +144,9 @@ class EventWriter:
         "events_used",
         "_tokens_left",
         "_batch_slots",
-        "_count",
+        "_next",
         "_last_ts",
         "_pending",
-        "_pending_count",
-        "_pending_index",
         "_covered",
     )
 
@@ -130,12 +166,10 @@ class EventWriter:
         self.mode: EventsMode = mode
         self.dropped = 0
         self.events_used = 0
-        self._count = 0  # tokens added so far: the next token's index
+        self._next: dict[StreamKey, int] = {}  # each stream's next token index
         self._last_ts = 0
-        self._pending: list[_Segment] = []
-        self._pending_count = 0
-        self._pending_index = 0
-        self._covered = 0  # tokens written to events (or dropped) so far
+        self._pending: dict[StreamKey, _Pending] = {}
+        self._covered = 0  # tokens written to events so far, all streams
         if limit is None:  # unlimited: tokens stay tokens
             tokens_left = -1 if mode in (n.MODE_TOKENS, n.MODE_LOW_CONFIDENCE) else 0
             slots = -1
@@ -160,48 +194,67 @@ class EventWriter:
         """Whether an exception event fits without pushing out a token event."""
         return self._limit is None or self.events_used < self._limit
 
-    def add(self, buf: TokenBuffer, start: int, stop: int, time_ns: int) -> None:
-        """Tokens [start, stop) of `buf`, arrived at `time_ns` (ns since epoch)."""
+    def add(
+        self,
+        buf: TokenBuffer,
+        start: int,
+        stop: int,
+        time_ns: int,
+        key: StreamKey = CONTENT,
+    ) -> None:
+        """Tokens [start, stop) of `buf` of stream `key`, arrived at `time_ns` (ns since epoch)."""
         if stop <= start:
             return
         if time_ns < self._last_ts:
             time_ns = self._last_ts  # a wall clock stepping back: keep the timeline ordered
         self._last_ts = time_ns
-        index = self._count
-        self._count = index + stop - start
+        index = self._next.get(key, 0)
+        self._next[key] = index + stop - start
         mode = self.mode
         if mode == n.MODE_TOKENS:
             left = self._tokens_left
             if left < 0 or stop - start <= left:
-                self._token_events(buf, start, stop, index, time_ns)
+                self._token_events(buf, start, stop, index, time_ns, key)
                 if left > 0:
                     self._tokens_left = left - (stop - start)
             else:
                 if left:
-                    self._token_events(buf, start, start + left, index, time_ns)
+                    self._token_events(buf, start, start + left, index, time_ns, key)
                 self._tokens_left = 0
                 self.mode = n.MODE_BATCHED
-                self._batch(buf, start + left, stop, index + left, time_ns)
+                self._batch(buf, start + left, stop, index + left, time_ns, key)
         elif mode == n.MODE_BATCHED:
-            self._batch(buf, start, stop, index, time_ns)
+            self._batch(buf, start, stop, index, time_ns, key)
         elif mode == n.MODE_LOW_CONFIDENCE:
-            self._low_confidence_events(buf, start, stop, index, time_ns)
+            self._low_confidence_events(buf, start, stop, index, time_ns, key)
 
     def close(self) -> None:
-        """Write the pending batch, if any (stamped with the last tokens' time)."""
-        if self._pending:
-            self._emit_batch(self._last_ts)
+        """Write the pending batches, if any (stamped with the last tokens' time)."""
+        for pending in list(self._pending.values()):
+            self._emit_batch(pending, self._last_ts)
+
+    def extra(self, name: str, attributes: dict[str, AttributeValue], time_ns: int) -> bool:
+        """Write another event after `close` if the span has room; whether it was written.
+
+        It takes only what the token events left: no token event is ever pushed out.
+        """
+        if self._limit is not None and self.events_used >= self._limit:
+            return False
+        self._add_event(name, attributes, max(time_ns, self._last_ts))
+        self.events_used += 1
+        return True
 
     # -- one event per token --------------------------------------------------------------
 
     def _token_events(
-        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int
+        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
     ) -> None:
         add_event = self._add_event
         logprobs = buf.logprobs
         offsets = buf.top_offsets
         tops = buf.top_logprobs
         capture = self._capture
+        stream = _stream_attributes(key, n.TOKEN_CHANNEL, n.TOKEN_CHOICE_INDEX)
         for i in range(start, stop):
             o0 = offsets[i]
             o1 = offsets[i + 1]
@@ -209,6 +262,8 @@ class EventWriter:
                 n.TOKEN_INDEX: index,
                 n.TOKEN_LOGPROB: logprobs[i],
             }
+            if stream:
+                attributes.update(stream)
             if o1 > o0:
                 attributes[n.TOKEN_TOP_LOGPROBS] = tops[o0:o1].tolist()
             if capture:
@@ -216,10 +271,10 @@ class EventWriter:
             add_event(n.EVENT_TOKEN, attributes, time_ns)
             index += 1
         self.events_used += stop - start
-        self._covered = index
+        self._covered += stop - start
 
     def _low_confidence_events(
-        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int
+        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
     ) -> None:
         threshold = self._threshold
         logprobs = buf.logprobs
@@ -228,46 +283,51 @@ class EventWriter:
                 if self._tokens_left == 0:
                     self.dropped += 1
                 else:
-                    self._token_events(buf, i, i + 1, index + i - start, time_ns)
+                    self._token_events(buf, i, i + 1, index + i - start, time_ns, key)
                     if self._tokens_left > 0:
                         self._tokens_left -= 1
 
     # -- batches --------------------------------------------------------------------------
 
-    def _batch(self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int) -> None:
+    def _batch(
+        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
+    ) -> None:
         if start >= stop:
             return
-        if self._batch_slots == 0:
-            self.dropped += stop - start
-            return
-        pending = self._pending
-        if not pending:
-            self._pending_index = index
-        last = pending[-1] if pending else None
+        waiting = self._pending
+        pending = waiting.get(key)
+        if pending is None:
+            # Every pending batch must keep a slot for its final event.
+            if 0 <= self._batch_slots <= len(waiting):
+                self.dropped += stop - start
+                return
+            pending = waiting[key] = _Pending(key, index)
+        segments = pending.segments
+        last = segments[-1] if segments else None
         if last is not None and last.buf is buf and last.stop == start:
             last.stop = stop
         else:
-            pending.append(_Segment(buf, start, stop))
-        self._pending_count += stop - start
-        # A closed batch may go out while more than the final slot is left; the final
-        # slot takes whatever remains at the end, however much that is.
+            segments.append(_Segment(buf, start, stop))
+        pending.count += stop - start
+        # A closed batch may go out while more than the pending batches' final slots are
+        # left; a final slot takes whatever remains of its stream at the end.
         slots = self._batch_slots
-        if slots < 0 or slots > 1:
-            target = _MIN_BATCH_TOKENS
-            if slots > 1:
-                # Batches grow with what is covered, so the slots left cover a stream of
-                # any length long before they run out (about ∏(1 + 2/s) growth).
-                target = max(target, (self._covered * 2) // slots)
-            if self._pending_count >= target:
-                self._emit_batch(time_ns)
-
-    def _emit_batch(self, time_ns: int) -> None:
-        segments = self._pending
-        if not segments:
+        if slots < 0:
+            if pending.count >= _MIN_BATCH_TOKENS:
+                self._emit_batch(pending, time_ns)
             return
-        self._pending = []
-        count = self._pending_count
-        self._pending_count = 0
+        spare = slots - len(waiting)
+        if spare >= 1:
+            # Batches grow with what is covered, so the slots left cover a stream of any
+            # length long before they run out (about ∏(1 + 2/s) growth).
+            target = max(_MIN_BATCH_TOKENS, (self._covered * 2) // (spare + 1))
+            if pending.count >= target:
+                self._emit_batch(pending, time_ns)
+
+    def _emit_batch(self, pending: _Pending, time_ns: int) -> None:
+        del self._pending[pending.key]
+        segments = pending.segments
+        count = pending.count
         logprobs: list[float] = []
         rows: list[list[float]] = []
         texts: list[str] = []
@@ -287,9 +347,10 @@ class EventWriter:
                     top_texts.append([valid_text(t) for t in names[offsets[i] : offsets[i + 1]]])
         k = max((len(r) for r in rows), default=0)
         attributes: dict[str, AttributeValue] = {
-            n.TOKENS_START_INDEX: self._pending_index,
+            n.TOKENS_START_INDEX: pending.start_index,
             n.TOKENS_LOGPROBS: logprobs,
         }
+        attributes.update(_stream_attributes(pending.key, n.TOKENS_CHANNEL, n.TOKENS_CHOICE_INDEX))
         if k:
             # Row-major, k per token; a token with fewer alternatives (a server's quirk)
             # is padded with NaN (and "" in the texts) so rows stay aligned.
@@ -312,8 +373,7 @@ class EventWriter:
         self.events_used += 1
         if self._batch_slots > 0:
             self._batch_slots -= 1
-        self._pending_index += count
-        self._covered = self._pending_index
+        self._covered += count
 
 
 def _token_content(

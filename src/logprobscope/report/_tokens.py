@@ -1,9 +1,11 @@
 """A span's ``logprobs.token`` and ``logprobs.tokens`` events back to its tokens, in order.
 
-Token events carry one token each (its index, or the event's position among them when the
-index is missing); batch events carry a run of tokens from ``logprobs.tokens.start_index``,
-with the alternatives row-major, k per token. Tokens are keyed by index: an index seen twice
-keeps the record with text over one without (content capture), else the first.
+Token events carry one token each (its index, or the event's position among its stream's
+token events when the index is missing); batch events carry a run of tokens from
+``logprobs.tokens.start_index``, with the alternatives row-major, k per token. Each event
+belongs to a stream: its ``channel`` and ``choice_index`` attributes, absent for choice 0's
+content. Tokens are keyed by stream and index: an index seen twice keeps the record with text
+over one without (content capture), else the first.
 """
 
 from __future__ import annotations
@@ -27,31 +29,55 @@ class SpanEvent:
     attributes: dict[str, AttributeValue]
 
 
-def reassemble(events: Iterable[SpanEvent], *, top_k: int | None) -> tuple[TokenRecord, ...]:
-    """The tokens the events carry, in index order (gaps stay gaps).
+_Key = tuple[int, int, int]  # (choice, channel: 0 content / 1 refusal / 2 other, index)
 
+
+def reassemble(
+    events: Iterable[SpanEvent], *, top_k: int | None
+) -> tuple[tuple[TokenRecord, ...], tuple[TokenRecord, ...]]:
+    """(choice 0's content tokens, every other stream's tokens), each in index order.
+
+    Gaps stay gaps. The other streams come by choice, the content before the refusal.
     `top_k` (the span's ``logprobs.top_logprobs``) splits batch events' alternatives into
     rows; without it the row length is inferred.
 
     Raises:
-        Malformed: an event lacks a logprob, or its arrays do not line up.
+        Malformed: an event lacks a logprob, its arrays do not line up, or its choice index
+            is not an integer.
     """
-    tokens: dict[int, TokenRecord] = {}
-    ordinal = 0
+    tokens: dict[_Key, TokenRecord] = {}
+    ordinals: dict[tuple[str, int], int] = {}
     for event in events:
         if event.name == n.EVENT_TOKEN:
-            _keep(tokens, _token_event(event, ordinal))
-            ordinal += 1
+            stream = _stream(event.attributes, n.TOKEN_CHANNEL, n.TOKEN_CHOICE_INDEX)
+            ordinal = ordinals.get(stream, 0)
+            ordinals[stream] = ordinal + 1
+            _keep(tokens, _token_event(event, ordinal, stream))
         elif event.name == n.EVENT_TOKENS:
-            for record in _tokens_event(event, top_k):
+            stream = _stream(event.attributes, n.TOKENS_CHANNEL, n.TOKENS_CHOICE_INDEX)
+            for record in _tokens_event(event, top_k, stream):
                 _keep(tokens, record)
-    return tuple(tokens[i] for i in sorted(tokens))
+    content: list[TokenRecord] = []
+    others: list[TokenRecord] = []
+    for key in sorted(tokens):
+        record = tokens[key]
+        (content if key[:2] == (0, 0) else others).append(record)
+    return tuple(content), tuple(others)
 
 
-def _keep(tokens: dict[int, TokenRecord], record: TokenRecord) -> None:
-    old = tokens.get(record.index)
+def _stream(attributes: dict[str, AttributeValue], channel: str, choice: str) -> tuple[str, int]:
+    value = attributes.get(channel)
+    name = n.CHANNEL_CONTENT if value is None else str(value)
+    number = attributes.get(choice)
+    return name, 0 if number is None else as_int(number, choice)
+
+
+def _keep(tokens: dict[_Key, TokenRecord], record: TokenRecord) -> None:
+    rank = n.CHANNELS.index(record.channel) if record.channel in n.CHANNELS else len(n.CHANNELS)
+    key = (record.choice, rank, record.index)
+    old = tokens.get(key)
     if old is None or (old.text is None and record.text is not None):
-        tokens[record.index] = record
+        tokens[key] = record
 
 
 def _floats(value: AttributeValue, what: str) -> list[float]:
@@ -70,7 +96,7 @@ def _strings(value: AttributeValue) -> list[str] | None:
     return [v if isinstance(v, str) else str(v) for v in value]
 
 
-def _token_event(event: SpanEvent, ordinal: int) -> TokenRecord:
+def _token_event(event: SpanEvent, ordinal: int, stream: tuple[str, int]) -> TokenRecord:
     a = event.attributes
     index = a.get(n.TOKEN_INDEX)
     logprob = a.get(n.TOKEN_LOGPROB)
@@ -90,6 +116,8 @@ def _token_event(event: SpanEvent, ordinal: int) -> TokenRecord:
         bytes=byte_values,
         alternatives=_alternatives(tops, top_tokens),
         time_unix_nano=event.time_unix_nano or None,
+        channel=stream[0],
+        choice=stream[1],
     )
 
 
@@ -103,7 +131,9 @@ def _alternatives(
     return tuple(out)
 
 
-def _tokens_event(event: SpanEvent, top_k: int | None) -> Iterable[TokenRecord]:
+def _tokens_event(
+    event: SpanEvent, top_k: int | None, stream: tuple[str, int]
+) -> Iterable[TokenRecord]:
     a = event.attributes
     start = as_int(a.get(n.TOKENS_START_INDEX), n.TOKENS_START_INDEX)
     logprobs = _floats(a.get(n.TOKENS_LOGPROBS), n.TOKENS_LOGPROBS)
@@ -130,4 +160,6 @@ def _tokens_event(event: SpanEvent, top_k: int | None) -> Iterable[TokenRecord]:
             text=texts[i] if texts is not None and i < len(texts) else None,
             alternatives=_alternatives(row, row_tokens),
             time_unix_nano=event.time_unix_nano or None,
+            channel=stream[0],
+            choice=stream[1],
         )
