@@ -54,9 +54,27 @@ def _has_calls(response: Any) -> bool:
     return any(getattr(item, "type", None) == "function_call" for item in response.output or ())
 
 
+def _output(response: Any) -> tuple[str | None, list[dict[str, object]] | None]:
+    # The answer's refusal and tool calls (chat wire shape), for `gen_ai.output.messages`.
+    refusals: list[str] = []
+    calls: list[dict[str, object]] = []
+    for item in response.output or ():
+        kind = getattr(item, "type", None)
+        if kind == "function_call":
+            function = {"name": item.name, "arguments": item.arguments}
+            calls.append({"id": item.call_id, "type": "function", "function": function})
+        elif kind == "message":
+            for part in getattr(item, "content", None) or ():
+                if getattr(part, "type", None) == "refusal":
+                    refusals.append(part.refusal)
+    return ("".join(refusals) if refusals else None), (calls or None)
+
+
 def _facts(response: Any, texts: list[str] | None) -> ResponseFacts:
+    """The response's facts; its output too when `texts` (content capture) are given."""
     usage = getattr(response, "usage", None)
     reason = finish_reason(_status(response), calls=_has_calls(response))
+    refusal, calls = _output(response) if texts is not None else (None, None)
     return ResponseFacts(
         id=getattr(response, "id", None),
         model=getattr(response, "model", None),
@@ -64,6 +82,8 @@ def _facts(response: Any, texts: list[str] | None) -> ResponseFacts:
         input_tokens=getattr(usage, "input_tokens", None),
         output_tokens=getattr(usage, "output_tokens", None),
         output_text="".join(texts) if texts is not None else None,
+        output_refusal=refusal,
+        output_tool_calls=calls,
     )
 
 

@@ -9,6 +9,7 @@ the default replay server: `top_logprobs` gets the seed with alternatives (25 to
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from opentelemetry.trace import StatusCode
 from pydantic import BaseModel
 
 from logprobscope.instrument import instrument_openai, uninstrument_openai
-from logprobscope.testing import Faults, ReplayServer
+from logprobscope.testing import SEED_TOOL_CALL, Faults, ReplayServer, make_completion
 from tests.support.entry_points import TOP_K, assert_chat_span, token_logprobs
 from tests.support.factories import ModelFactory
 from tests.support.otel import InMemoryOtel
@@ -314,3 +315,39 @@ async def test_our_model_is_traced_once_under_global_instrumentation(
     assert [c async for c in model.astream("hi")]
     assert raw.spans() == []  # our model's calls are its handler's, not traced again
     assert len(ours.spans()) == 4
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_captured_tool_calls_and_refusals_match_our_models(
+    make_server: Any, make_model: ModelFactory, otel: InMemoryOtel, stream: bool
+) -> None:
+    refusal = make_completion([("I", -0.1), (" can't", -0.2)], refusal=True)
+    server = make_server([SEED_TOOL_CALL, SEED_TOOL_CALL, refusal, refusal])  # raw, then ours
+    raw, ours = otel.new(), otel.new()
+    model = make_model(
+        server, use_responses_api=True, callbacks=[ours.handler(capture_content=True)]
+    )
+    tools: Any = [{"type": "function", "name": "get_weather", "parameters": {}}]
+    with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
+        instrument_openai(client, telemetry=raw.telemetry_with(capture_content=True))
+        for _ in range(2):  # the tool call, then the refusal
+            if stream:
+                list(client.responses.create(model="gpt-4o", input="x", tools=tools, stream=True))
+                list(model.stream("x", tools=tools))
+            else:
+                client.responses.create(model="gpt-4o", input="x", tools=tools)
+                model.invoke("x", tools=tools)
+    got = [json.loads(str((s.attributes or {})["gen_ai.output.messages"])) for s in raw.spans()]
+    want = [json.loads(str((s.attributes or {})["gen_ai.output.messages"])) for s in ours.spans()]
+    assert got == want
+    call_parts = got[0][0]["parts"]
+    assert call_parts == [
+        {
+            "type": "tool_call",
+            "id": "call_seed-tool-call_0",
+            "name": "get_weather",
+            "arguments": '{"city":"New York City"}',
+        }
+    ]
+    assert got[0][0]["finish_reason"] == "tool_calls"
+    assert got[1][0]["parts"] == [{"type": "refusal", "content": "I can't"}]
