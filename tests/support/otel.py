@@ -172,9 +172,12 @@ def reassemble(events: Sequence[Any]) -> list[Token]:
     """Every token in `logprobs.token` and `logprobs.tokens` events, in index order.
 
     `events` are SDK events or dicts with "name", "attributes" and "timestamp" (as Phoenix's
-    REST API returns them). Checks that the indexes are exactly 0..n-1, each once.
+    REST API returns them). Checks that the indexes are exactly 0..n-1, each once, apart
+    from the least likely tokens of a batched call: a `logprobs.token` event repeats them,
+    with the same logprob and text (the batch's record is kept).
     """
     tokens: list[Token] = []
+    copies: list[Token] = []
     for event in events:
         if isinstance(event, Mapping):
             name = event["name"]
@@ -185,7 +188,7 @@ def reassemble(events: Sequence[Any]) -> list[Token]:
         if name == TOKEN_EVENT:
             tops = tuple(attrs.get("logprobs.token.top_logprobs", ()))
             top_tokens = attrs.get("logprobs.token.top_tokens")
-            tokens.append(
+            copies.append(
                 Token(
                     attrs["logprobs.token.index"],
                     attrs["logprobs.token.logprob"],
@@ -218,9 +221,22 @@ def reassemble(events: Sequence[Any]) -> list[Token]:
                         timestamp,
                     )
                 )
+    batched = {t.index: t for t in tokens}
+    for copy in copies:
+        original = batched.get(copy.index)
+        if original is None:
+            tokens.append(copy)
+        else:
+            assert _same(copy.logprob, original.logprob), f"copy of {copy.index} differs"
+            assert copy.text == original.text, f"copy of {copy.index} differs"
+    assert len(copies) - (len(tokens) - len(batched)) <= 8, "more than 8 copies"
     tokens.sort(key=lambda t: t.index)
     assert [t.index for t in tokens] == list(range(len(tokens))), "indexes not 0..n-1"
     return tokens
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def all_strings(span: ReadableSpan) -> list[str]:
