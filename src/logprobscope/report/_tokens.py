@@ -3,7 +3,12 @@
 Token events carry one token each (its index, or the event's position among them when the
 index is missing); batch events carry a run of tokens from ``logprobs.tokens.start_index``,
 with the alternatives row-major, k per token. Tokens are keyed by index: an index seen twice
-keeps the record with text over one without (content capture), else the first.
+keeps the record with text over one without (content capture), then a batch's over a token
+event's (a batched call repeats its least likely tokens as token events; keeping the batch's
+record keeps a batch's tokens together on the timeline, in whatever order the events come),
+else the first. Older and newer layouts read alike:
+``logprobs.tokens.first_index``, ``last_index`` and ``lines`` and
+``logprobs.token.probability`` only repeat, for people, what the other fields say.
 """
 
 from __future__ import annotations
@@ -37,21 +42,34 @@ def reassemble(events: Iterable[SpanEvent], *, top_k: int | None) -> tuple[Token
         Malformed: an event lacks a logprob, or its arrays do not line up.
     """
     tokens: dict[int, TokenRecord] = {}
+    batched: set[int] = set()  # indexes whose record came from a batch event
     ordinal = 0
     for event in events:
         if event.name == n.EVENT_TOKEN:
-            _keep(tokens, _token_event(event, ordinal))
+            _keep(tokens, batched, _token_event(event, ordinal), from_batch=False)
             ordinal += 1
         elif event.name == n.EVENT_TOKENS:
             for record in _tokens_event(event, top_k):
-                _keep(tokens, record)
+                _keep(tokens, batched, record, from_batch=True)
     return tuple(tokens[i] for i in sorted(tokens))
 
 
-def _keep(tokens: dict[int, TokenRecord], record: TokenRecord) -> None:
-    old = tokens.get(record.index)
-    if old is None or (old.text is None and record.text is not None):
-        tokens[record.index] = record
+def _keep(
+    tokens: dict[int, TokenRecord], batched: set[int], record: TokenRecord, *, from_batch: bool
+) -> None:
+    index = record.index
+    old = tokens.get(index)
+    if old is not None:
+        if (old.text is None) == (record.text is None):
+            if not from_batch or index in batched:
+                return  # the first, or a batch's record over a token event's
+        elif record.text is None:
+            return  # the text wins
+    tokens[index] = record
+    if from_batch:
+        batched.add(index)
+    else:
+        batched.discard(index)
 
 
 def _floats(value: AttributeValue, what: str) -> list[float]:
