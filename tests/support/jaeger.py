@@ -58,13 +58,6 @@ class JaegerField:
             return js_number(value)
         return str(value)
 
-    def json(self) -> dict[str, object]:
-        """The field in Jaeger's JSON API (`/api/traces/{id}`)."""
-        value = self.value
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)  # JSON has no NaN: Jaeger's API cannot carry it either
-        return {"key": self.key, "type": self.type, "value": value}
-
 
 @dataclass(frozen=True)
 class JaegerLog:
