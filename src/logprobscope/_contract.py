@@ -97,6 +97,36 @@ LOGPROBS_STREAM_COMPLETED: Final = "logprobs.stream.completed"
 LOGPROBS_EVENTS_MODE: Final = "logprobs.events.mode"
 LOGPROBS_EVENTS_DROPPED: Final = "logprobs.events.dropped"
 
+# The refusal's tokens (choice 0): the same summary, under `logprobs.refusal.`.
+LOGPROBS_REFUSAL_TOKEN_COUNT: Final = "logprobs.refusal.token_count"
+LOGPROBS_REFUSAL_SUM: Final = "logprobs.refusal.sum"
+LOGPROBS_REFUSAL_MEAN: Final = "logprobs.refusal.mean"
+LOGPROBS_REFUSAL_PERPLEXITY: Final = "logprobs.refusal.perplexity"
+LOGPROBS_REFUSAL_MIN: Final = "logprobs.refusal.min"
+LOGPROBS_REFUSAL_MIN_INDEX: Final = "logprobs.refusal.min_index"
+LOGPROBS_REFUSAL_ENTROPY_MEAN: Final = "logprobs.refusal.entropy.mean"
+LOGPROBS_REFUSAL_MARGIN_MEAN: Final = "logprobs.refusal.margin.mean"
+LOGPROBS_REFUSAL_LOW_CONFIDENCE_COUNT: Final = "logprobs.refusal.low_confidence.count"
+REFUSAL_SUMMARY: Final = {
+    LOGPROBS_TOKEN_COUNT: LOGPROBS_REFUSAL_TOKEN_COUNT,
+    LOGPROBS_SUM: LOGPROBS_REFUSAL_SUM,
+    LOGPROBS_MEAN: LOGPROBS_REFUSAL_MEAN,
+    LOGPROBS_PERPLEXITY: LOGPROBS_REFUSAL_PERPLEXITY,
+    LOGPROBS_MIN: LOGPROBS_REFUSAL_MIN,
+    LOGPROBS_MIN_INDEX: LOGPROBS_REFUSAL_MIN_INDEX,
+    LOGPROBS_ENTROPY_MEAN: LOGPROBS_REFUSAL_ENTROPY_MEAN,
+    LOGPROBS_MARGIN_MEAN: LOGPROBS_REFUSAL_MARGIN_MEAN,
+    LOGPROBS_LOW_CONFIDENCE_COUNT: LOGPROBS_REFUSAL_LOW_CONFIDENCE_COUNT,
+}
+"""The summary attribute of the content tokens -> the same figure over the refusal tokens."""
+# Tokens of the choices other than 0 (n > 1), content and refusal: events only.
+LOGPROBS_OTHER_CHOICES_TOKEN_COUNT: Final = "logprobs.other_choices.token_count"
+
+# Field-level confidence of a structured answer (`logprobs.field` events).
+LOGPROBS_FIELDS_COUNT: Final = "logprobs.fields.count"
+LOGPROBS_FIELDS_COMPLETE: Final = "logprobs.fields.complete"
+LOGPROBS_FIELDS_DROPPED: Final = "logprobs.fields.dropped"
+
 # -- span events (ours) ----------------------------------------------------------------------
 
 EVENT_TOKEN: Final = "logprobs.token"
@@ -118,6 +148,29 @@ TOKENS_LOGPROBS: Final = "logprobs.tokens.logprobs"
 TOKENS_TOP_LOGPROBS: Final = "logprobs.tokens.top_logprobs"
 TOKENS_TEXTS: Final = "logprobs.tokens.texts"
 TOKENS_TOP_TOKENS: Final = "logprobs.tokens.top_tokens"
+
+# Which tokens an event carries, when not choice 0's content (the attribute is then absent).
+TOKEN_CHANNEL: Final = "logprobs.token.channel"
+TOKEN_CHOICE_INDEX: Final = "logprobs.token.choice_index"
+TOKENS_CHANNEL: Final = "logprobs.tokens.channel"
+TOKENS_CHOICE_INDEX: Final = "logprobs.tokens.choice_index"
+CHANNEL_CONTENT: Final = "content"
+CHANNEL_REFUSAL: Final = "refusal"
+CHANNELS: Final = (CHANNEL_CONTENT, CHANNEL_REFUSAL)
+
+EVENT_FIELD: Final = "logprobs.field"
+FIELD_PATH: Final = "logprobs.field.path"
+FIELD_LOGPROB: Final = "logprobs.field.logprob"
+FIELD_MIN_PROBABILITY: Final = "logprobs.field.min_probability"
+FIELD_TOKEN_START: Final = "logprobs.field.token_start"
+FIELD_TOKEN_STOP: Final = "logprobs.field.token_stop"
+FIELD_ALTERNATIVES_TOKEN_INDEX: Final = "logprobs.field.alternatives.token_index"
+FIELD_ALTERNATIVES_LOGPROBS: Final = "logprobs.field.alternatives.logprobs"
+FIELD_ALTERNATIVES_TOKENS: Final = "logprobs.field.alternatives.tokens"
+FIELD_VALUE: Final = "logprobs.field.value"
+
+# `gen_ai.output.messages` part type of a refusal (a generic part of the conventions).
+PART_REFUSAL: Final = "refusal"
 
 # `logprobs.events.mode` values
 MODE_TOKENS: Final = "tokens"
@@ -217,3 +270,11 @@ DEFAULT_EVENTS_MODE: Final = MODE_TOKENS
 # -- configuration ---------------------------------------------------------------------------
 
 ENV_CAPTURE_CONTENT: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# Read by the OpenTelemetry-style instrumentors (logprobscope.instrumentation) when
+# instrument() is called without the option, as `opentelemetry-instrument` calls it.
+ENV_EVENTS: Final = "LOGPROBSCOPE_EVENTS"
+ENV_LOW_CONFIDENCE_THRESHOLD: Final = "LOGPROBSCOPE_LOW_CONFIDENCE_THRESHOLD"
+# Entry point names under `opentelemetry_instrumentor` (what
+# OTEL_PYTHON_DISABLED_INSTRUMENTATIONS lists to turn one off).
+INSTRUMENTOR_OPENAI: Final = "logprobscope_openai"
+INSTRUMENTOR_LANGCHAIN: Final = "logprobscope_langchain"

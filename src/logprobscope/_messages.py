@@ -16,6 +16,7 @@ from pydantic import (
 
 from ._construct import construct, construct_fields_set
 from ._content import ContentPart, check_parts
+from ._fields import FieldReport, field_confidence
 from ._lazy import (
     NO_TOOLS,
     ChunkContent,
@@ -28,6 +29,7 @@ from ._lazy import (
     joined,
 )
 from ._logprobs import ChoiceLogprobs, concat_optional
+from ._schema_walk import SchemaInput
 from ._toolcalls import (
     InvalidToolCall,
     ToolCall,
@@ -246,6 +248,21 @@ class AIMessage(BaseMessage):
         if function_call is not None:
             out["function_call"] = function_call
         return out
+
+    def field_confidence(self, *, schema: SchemaInput = None) -> FieldReport:
+        """The confidence of every leaf value of this JSON answer (`field_confidence`).
+
+        Over `response_metadata.logprobs.content`; `schema` (a JSON schema, a pydantic model
+        class or a `response_format` wrapper) marks the enum fields, which get their
+        alternatives. An answer without content tokens (a refusal) has no fields.
+
+        Raises:
+            ValueError: the answer has no logprobs (the call did not ask for them).
+        """
+        logprobs = self.response_metadata.logprobs
+        if logprobs is None:
+            raise ValueError("this answer has no logprobs: make the call with logprobs=True")
+        return field_confidence(logprobs.content or [], schema=schema)
 
 
 def _is_wire_call(value: object) -> bool:

@@ -242,12 +242,15 @@ class ChatOpenAI:
         when given; answers parsed into dicts). A complete `response_format` dict
         (`{"type": "json_schema", ...}`) is taken as it is. Calls return
         `StructuredOutput(message, parsed, parsing_error)`: unlike LangChain's default,
-        the message (and its logprobs) always comes along.
+        the message (and its logprobs) always comes along; `field_confidence()` on it gives
+        each field's confidence, the schema's enums with their alternatives.
         """
         from ._structured import StructuredChatModel, parser_for
 
         response_format, parse = parser_for(schema, name=name, strict=strict)
-        return StructuredChatModel(self._with_options(response_format=response_format), parse)
+        return StructuredChatModel(
+            self._with_options(response_format=response_format), parse, schema=response_format
+        )
 
     # -- clients ------------------------------------------------------------------------
 

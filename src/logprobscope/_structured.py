@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import openai
@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from typing_extensions import Unpack
 
 from ._callbacks import Callbacks
+from ._fields import FieldReport
 from ._messages import AIMessage, MessageInput
 from ._params import CallOptions
 from ._stream import AsyncChatStream, ChatStream
@@ -105,17 +106,30 @@ class StructuredOutput(Generic[T]):
 
     `parsed` is None when the model refused (`refusal` is its text, the refusal's tokens
     are in `message.response_metadata.logprobs.refusal`) or when the text did not parse
-    (`parsing_error` says why, e.g. an answer cut by `max_tokens`).
+    (`parsing_error` says why, e.g. an answer cut by `max_tokens`). `schema` is the
+    `response_format` the answer was asked in (for `field_confidence`; not compared).
     """
 
     message: AIMessage
     parsed: T | None
     parsing_error: Exception | None = None
+    schema: Mapping[str, object] | None = field(default=None, compare=False, repr=False)
 
     @property
     def refusal(self) -> str | None:
         """The model's refusal text, if it refused."""
         return self.message.refusal
+
+    def field_confidence(self) -> FieldReport:
+        """The confidence of every leaf value of the answer, enums marked by the schema.
+
+        `message.field_confidence(schema=self.schema)`: paths, joint logprobs, lowest
+        token probabilities, token ranges and, for enums and booleans, the alternatives.
+
+        Raises:
+            ValueError: the answer has no logprobs (the call did not ask for them).
+        """
+        return self.message.field_confidence(schema=self.schema)
 
 
 class StructuredChatModel(Generic[T]):
@@ -125,9 +139,16 @@ class StructuredChatModel(Generic[T]):
     the model's chunks (with their logprobs): add them up and call `parse` on the result.
     """
 
-    def __init__(self, model: ChatOpenAI, parse: Callable[[str], T]) -> None:
+    def __init__(
+        self,
+        model: ChatOpenAI,
+        parse: Callable[[str], T],
+        *,
+        schema: Mapping[str, object] | None = None,
+    ) -> None:
         self._model = model
         self._parse = parse
+        self._schema = schema
 
     @property
     def model(self) -> ChatOpenAI:
@@ -136,16 +157,17 @@ class StructuredChatModel(Generic[T]):
 
     def parse(self, message: AIMessage) -> StructuredOutput[T]:
         """Parse an answer of this schema (e.g. a stream's aggregate) into a result."""
+        schema = self._schema
         if message.refusal:
-            return StructuredOutput(message, None)
+            return StructuredOutput(message, None, schema=schema)
         try:
             parsed = self._parse(message.content)
         except ValueError as exc:
             error: Exception = exc
             if message.response_metadata.finish_reason == "length":
                 error = ValueError(f"the answer was cut at its token limit: {exc}")
-            return StructuredOutput(message, None, error)
-        return StructuredOutput(message, parsed)
+            return StructuredOutput(message, None, error, schema=schema)
+        return StructuredOutput(message, parsed, schema=schema)
 
     @staticmethod
     def _check(options: Mapping[str, object]) -> None:

@@ -20,9 +20,14 @@ attributes set when the run ends; one span event per token (or the mode chosen);
 Where the tokens come from:
 
 - streamed runs (`stream`, `astream`, or a model with `streaming=True`): the logprobs of every
-  chunk LangChain hands `on_llm_new_token` (`chunk.generation_info["logprobs"]["content"]`), as
-  they arrive, so span events carry each chunk's arrival time. Chunks are never merged here.
+  chunk LangChain hands `on_llm_new_token` (`chunk.generation_info["logprobs"]`: its `content`
+  and its `refusal` tokens, the latter in events marked `logprobs.token.channel = "refusal"`),
+  as they arrive, so span events carry each chunk's arrival time. Chunks are never merged here.
 - non-streamed runs: the logprobs of the final generation handed to `on_llm_end`.
+
+With content capture, `gen_ai.output.messages` holds the answer's text, its refusal (from the
+message's `additional_kwargs["refusal"]`, which langchain-openai fills for non-streamed runs
+only) and its tool calls (their argument text as the model wrote it where LangChain keeps it).
 
 Response id, model, finish reasons and token usage come from the `LLMResult` (`llm_output`,
 the generation's `generation_info`, the message's `response_metadata` and `usage_metadata`).
@@ -41,21 +46,36 @@ without either (`invoke` under `astream_events`, for instance) still gets every 
 arrival time, but is labelled not streamed.
 
 One handler serves any number of concurrent runs (threads, tasks), keyed by LangChain's run id.
-Its hooks never raise into LangChain.
+Its hooks never raise into LangChain. While it records a run, the `openai` call LangChain makes
+for it is left alone by `logprobscope.instrument` (one record per call).
+
+Next to OpenTelemetry's LangChain instrumentation (`opentelemetry-instrumentation-genai-langchain`,
+instrumented), no span is started: each run's telemetry goes on the span that instrumentation
+made for the run, found by run id at the run's first chunk or end (its span exists only after
+its own start hook, which LangChain calls after ours when ours comes first, as
+`LangChainInstrumentor` puts it); that span's end is its owner's. Next to OpenTelemetry's OpenAI
+instrumentation, whose span is current around the `openai` call, the raw-client patch of
+`logprobscope.instrument` (if instrumented for all clients) records the run on that span and
+this handler stands aside. Attached after the LangChain instrumentation's handler, ours still
+records, but a non-streamed run's tokens, which arrive with the end, may come after that span
+ended.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, Final
 from uuid import UUID
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
 from typing_extensions import Unpack
 
 try:
@@ -69,6 +89,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ._endpoint import server_address_port
+from ._neighbours import (
+    claim_langchain_run,
+    langchain_run_span,
+    official_langchain_active,
+    official_openai_active,
+)
 from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
 
 __all__ = ["LogprobsCallbackHandler"]
@@ -83,15 +109,41 @@ _CHAT_MODELS_MODULE: Final = "langchain_core.language_models.chat_models"
 _STACK_DEPTH: Final = 32
 
 
-def _logprob_content(info: Mapping[str, Any] | None) -> Sequence[Mapping[str, object]] | None:
-    if not info:
-        return None
-    logprobs = info.get("logprobs")
-    if isinstance(logprobs, Mapping):
-        content = logprobs.get("content")
-        if isinstance(content, Sequence) and content:
-            return content
+def _logprobs_of(info: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    # OpenAI's choice `logprobs` object ({"content": [...], "refusal": [...]}), if any tokens.
+    logprobs = info.get("logprobs") if info else None
+    if isinstance(logprobs, Mapping) and (logprobs.get("content") or logprobs.get("refusal")):
+        return logprobs
     return None
+
+
+def _tool_calls(message: object) -> list[dict[str, object]] | None:
+    # The wire shape: langchain-openai keeps the raw calls of a non-streamed answer in
+    # additional_kwargs; a stream's aggregate has the argument text in its chunks.
+    kwargs = getattr(message, "additional_kwargs", None) or {}
+    raw = kwargs.get("tool_calls") if isinstance(kwargs, Mapping) else None
+    if isinstance(raw, list) and raw:
+        return [dict(c) for c in raw if isinstance(c, Mapping)] or None
+    chunks = getattr(message, "tool_call_chunks", None) or []
+    if chunks:
+        return [
+            {
+                "id": c.get("id"),
+                "type": "function",
+                "function": {"name": c.get("name"), "arguments": c.get("args") or ""},
+            }
+            for c in chunks
+        ]
+    calls = getattr(message, "tool_calls", None) or []
+    out: list[dict[str, object]] = [
+        {
+            "id": c.get("id"),
+            "type": "function",
+            "function": {"name": c.get("name"), "arguments": json.dumps(c.get("args") or {})},
+        }
+        for c in calls
+    ]
+    return out or None
 
 
 def _server(serialized: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
@@ -143,23 +195,78 @@ def _openai_messages(messages: Sequence[BaseMessage]) -> list[dict[str, object]]
 
 
 class _Run:
-    """One chat model run: its telemetry and what its chunks said so far."""
+    """One chat model run: its telemetry and what its chunks said so far.
 
-    __slots__ = ("call", "stream", "streamed", "response_model", "finish", "texts")
+    The telemetry starts with the run, or, next to another instrumentation that makes the
+    run's span later, at the run's first chunk or end (`start`, given that span or None),
+    unless the `openai` call's instrumentation took the run over first (`hand_over`).
+    """
 
-    def __init__(self, call: CallTelemetry, stream: bool, capture: bool) -> None:
-        self.call = call
+    __slots__ = (
+        "_call",
+        "_start",
+        "run_id",
+        "done",
+        "handed_over",
+        "stream",
+        "streamed",
+        "response_model",
+        "finish",
+        "texts",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        call: CallTelemetry | None,
+        stream: bool,
+        capture: bool,
+        *,
+        run_id: UUID | None = None,
+        start: Callable[[Span | None], CallTelemetry] | None = None,
+    ) -> None:
+        self._call = call
+        self._start = start
+        self.run_id = run_id
+        self.done = False  # ended: it no longer claims the openai call under it
+        self.handed_over = False  # recorded by the openai call's instrumentation instead
         self.stream = stream
         self.streamed = False  # tokens came through on_llm_new_token
         self.response_model: str | None = None
         self.finish: str | None = None
         self.texts: list[str] | None = [] if capture else None
 
-    def add(self, content: object, time_ns: int) -> None:
+    def hand_over(self) -> bool:
+        """Leave the run to the openai call's instrumentation, if ours has not started."""
+        if self._call is not None or self._start is None:
+            return False
+        self._start = None
+        self.handed_over = True
+        self._call = CallTelemetry._disabled()
+        return True
+
+    @property
+    def call(self) -> CallTelemetry:
+        """The run's telemetry, started now if it was deferred."""
+        call = self._call
+        if call is None:
+            start, self._start = self._start, None
+            span = langchain_run_span(self.run_id) if self.run_id is not None else None
+            call = self._call = start(span) if start is not None else CallTelemetry._disabled()
+        return call
+
+    def add(self, logprobs: object, time_ns: int) -> None:
         # On a streamed call every add is one chunk's arrival, with tokens or without.
         # The entries are LangChain's decoded JSON; anything malformed is the core's to skip.
+        content = refusal = None
+        if isinstance(logprobs, Mapping):
+            content, refusal = logprobs.get("content"), logprobs.get("refusal")
         entries = content if isinstance(content, Sequence) else ()
-        self.call.add_tokens(entries, time_ns=time_ns)
+        refused = refusal if isinstance(refusal, Sequence) and refusal else None
+        if entries or refused is None:
+            self.call.add_tokens(entries, time_ns=time_ns)
+        if refused is not None:
+            self.call.add_tokens(refused, time_ns=time_ns, channel="refusal", new_chunk=not entries)
 
 
 class LogprobsCallbackHandler(BaseCallbackHandler):
@@ -244,7 +351,8 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             telemetry = self.telemetry
             capture = telemetry.capture_content
             host, port = _server(serialized)
-            call = telemetry.start_call(
+            start = functools.partial(
+                telemetry.start_call,
                 model=_model_name(invocation, metadata),
                 stream=stream,
                 params=params,
@@ -252,8 +360,18 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
                 server_port=port,
                 input_messages=_openai_messages(messages[0]) if capture and messages else None,
                 context=otel_context.get_current(),
+                start_time_ns=time.time_ns(),
             )
-            self._runs[run_id] = _Run(call, stream, capture)
+            if official_langchain_active() or official_openai_active():
+                # Another instrumentation makes this run's span later: its LangChain one in
+                # its own hook, after this one (ours starts on it at the first chunk or the
+                # end), or its OpenAI one around the openai call (our raw-client patch, if
+                # instrumented, then records the run there and this handler stands aside).
+                run = _Run(None, stream, capture, run_id=run_id, start=lambda s: start(span=s))
+            else:
+                run = _Run(start(), stream, capture)
+            self._runs[run_id] = run
+            claim_langchain_run(run)
         except Exception:
             logger.warning("LangChain handler: on_chat_model_start failed", exc_info=True)
 
@@ -287,8 +405,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             if not info and message is not None:
                 info = message.response_metadata
             info = info or {}
-            logprobs = info.get("logprobs")
-            run.add(logprobs.get("content") if logprobs else None, now)
+            run.add(info.get("logprobs"), now)
             finish = info.get("finish_reason")
             if finish:
                 run.finish = finish
@@ -311,6 +428,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, None)
         if run is None:
             return
+        run.done = True
         try:
             self._respond(run, response, add_tokens=not run.streamed)
         except Exception:
@@ -331,6 +449,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
         run = self._runs.pop(run_id, None)
         if run is None:
             return
+        run.done = True
         try:
             response = kwargs.get("response")
             self._respond(run, response if isinstance(response, LLMResult) else None)
@@ -360,9 +479,9 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             metadata = first.message.response_metadata or {}
             usage = getattr(first.message, "usage_metadata", None)
         if add_tokens:
-            content = _logprob_content(info) or _logprob_content(metadata)
-            if content:
-                run.add(content, time.time_ns())
+            logprobs = _logprobs_of(info) or _logprobs_of(metadata)
+            if logprobs:
+                run.add(logprobs, time.time_ns())
         finish = [
             reason
             for reason in ((g.generation_info or {}).get("finish_reason") for g in generations)
@@ -380,12 +499,18 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
             if isinstance(token_usage, Mapping):
                 input_tokens = token_usage.get("prompt_tokens")
                 output_tokens = token_usage.get("completion_tokens")
-        text: str | None = None
+        text = refusal = None
+        calls: list[dict[str, object]] | None = None
         if run.texts is not None:
             if run.streamed:
                 text = "".join(run.texts)
             elif first is not None:
                 text = first.text
+            message = getattr(first, "message", None)
+            kwargs = getattr(message, "additional_kwargs", None) or {}
+            found = kwargs.get("refusal") if isinstance(kwargs, Mapping) else None
+            refusal = found if isinstance(found, str) else None
+            calls = _tool_calls(message)
         model = llm_output.get("model_name") or metadata.get("model_name") or run.response_model
         response_id = llm_output.get("id") or metadata.get("id")
         run.call.set_response(
@@ -396,5 +521,7 @@ class LogprobsCallbackHandler(BaseCallbackHandler):
                 input_tokens=input_tokens if isinstance(input_tokens, int) else None,
                 output_tokens=output_tokens if isinstance(output_tokens, int) else None,
                 output_text=text,
+                output_refusal=refusal,
+                output_tool_calls=calls,
             )
         )

@@ -507,6 +507,107 @@ def test_batch_missing_input_file(
     assert_one_line_error(result, 3, "nope.jsonl: cannot read")
 
 
+# -- structured output: --json-schema ------------------------------------------------------
+
+LOCATION_SCHEMA = {
+    "title": "Location",
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "temperature": {"type": "number"},
+        "units": {"type": "string", "enum": ["c", "f"]},
+    },
+    "required": ["city", "temperature", "units"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_run_json_schema_prints_each_fields_confidence(
+    in_process: InProcess, server: ReplayServer, env: dict[str, str], tmp_path: Path, stream: bool
+) -> None:
+    schema = tmp_path / "location.json"
+    schema.write_text(json.dumps(LOCATION_SCHEMA))
+    args = ["run", "Weather in SF?", "--json-schema", str(schema)] + (
+        ["--stream"] if stream else []
+    )
+    result = in_process(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith('{"city":"San Francisco","temperature":65,"units":"f"}\n')
+    assert server.requests[-1]["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "Location", "schema": LOCATION_SCHEMA},
+    }
+    table = out[out.index("fields: 3") :].splitlines()
+    assert table[1].split() == ["path", "value", "p", "min", "p"]
+    city, temperature, units = (line.split() for line in table[2:5])
+    assert city[:4] == ["$.city", '"San', 'Francisco"', "0.9975"]
+    assert temperature[:3] == ["$.temperature", "65", "0.5617"]
+    assert units[:4] == ["$.units", '"f"', "0.9991", "0.9991"]
+    assert "alternatives: 'f' 0.9991" in table[4]  # the schema's enum
+    assert "alternatives" not in table[2] + table[3]
+
+
+def test_run_json_schema_takes_a_response_format_and_names_by_file(
+    in_process: InProcess, server: ReplayServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    wrapper = tmp_path / "fmt.json"
+    wrapper.write_text(json.dumps({"type": "json_object"}))
+    result = in_process("run", "x", "--json-schema", str(wrapper), env=env)
+    assert result.returncode == 0, result.stderr
+    assert server.requests[-1]["response_format"] == {"type": "json_object"}
+    assert "fields: 3" in result.stdout and "alternatives" not in result.stdout.split("fields")[1]
+    untitled = tmp_path / "my weather.schema.json"
+    untitled.write_text(json.dumps({"type": "object"}))
+    result = in_process("run", "x", "--json-schema", str(untitled), env=env)
+    assert result.returncode == 0, result.stderr
+    sent = server.requests[-1]["response_format"]
+    assert sent["json_schema"]["name"] == "my_weather_schema"
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(None, "cannot read the JSON schema"), ("{", "is not JSON"), ("[1]", "holds no JSON schema")],
+)
+def test_run_json_schema_bad_file_exit_3(
+    in_process: InProcess,
+    server: ReplayServer,
+    env: dict[str, str],
+    tmp_path: Path,
+    content: str | None,
+    needle: str,
+) -> None:
+    path = tmp_path / "s.json"
+    if content is not None:
+        path.write_text(content)
+    before = len(server.requests)
+    result = in_process("run", "x", "--json-schema", str(path), env=env)
+    assert_one_line_error(result, 3, needle)
+    assert len(server.requests) == before
+
+
+def test_batch_json_schema_adds_the_fields(
+    in_process: InProcess, server: ReplayServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    schema = tmp_path / "location.json"
+    schema.write_text(json.dumps(LOCATION_SCHEMA))
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "SF?"}\n')
+    result = in_process("run", "--input", str(prompts), "--json-schema", str(schema), env=env)
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(f["path"], f["value"]) for f in record["fields"]] == [
+        ("$.city", "San Francisco"),
+        ("$.temperature", 65),
+        ("$.units", "f"),
+    ]
+    units = record["fields"][2]
+    assert units["probability"] == pytest.approx(0.9991, abs=1e-4)
+    assert units["alternatives"][0] == {"token": "f", "probability": units["probability"]}
+    assert record["fields"][0]["alternatives"] is None
+
+
 # -- bad input: one line on stderr, an exit code, no traceback ----------------------------
 
 

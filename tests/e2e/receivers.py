@@ -589,6 +589,16 @@ class PrometheusHandle:
                 )
             time.sleep(interval)
 
+    def query_exemplars(self, promql: str, *, start: float, end: float) -> list[dict[str, object]]:
+        """Exemplars of the series ``promql`` selects between two Unix times.
+
+        ``/api/v1/query_exemplars``: one entry per series, ``seriesLabels`` and
+        ``exemplars`` (each with ``labels``, ``value``, ``timestamp``). Needs Prometheus
+        started with the ``exemplar-storage`` feature.
+        """
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+        return [_as_dict(r) for r in _as_list(self._api("query_exemplars", params))]
+
     def series(self, match: str) -> list[dict[str, object]]:
         """Label sets of the series matching the selector ``match`` (``/api/v1/series``)."""
         return [_as_dict(s) for s in _as_list(self._api("series", {"match[]": [match]}))]
@@ -624,7 +634,11 @@ def _prometheus_duration(seconds: float) -> str:
 
 
 def _start_prometheus(
-    executable: Path, base_dir: Path, targets: Sequence[str], scrape_interval: float
+    executable: Path,
+    base_dir: Path,
+    targets: Sequence[str],
+    scrape_interval: float,
+    features: Sequence[str] = (),
 ) -> tuple[ReceiverProcess, PrometheusHandle]:
     base_dir.mkdir(parents=True)
     config_path = base_dir / "prometheus.yml"
@@ -644,6 +658,7 @@ def _start_prometheus(
                 f"--config.file={config_path}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 f"--storage.tsdb.path={data_dir}",
+                *([f"--enable-feature={','.join(features)}"] if features else []),
             ],
             env=_clean_env([]),
             cwd=base_dir,
@@ -683,13 +698,22 @@ class StartPrometheus:
         self._base_dir = base_dir
         self._processes: list[ReceiverProcess] = []
 
-    def __call__(self, targets: Sequence[str], *, scrape_interval: float = 1.0) -> PrometheusHandle:
-        """Start Prometheus scraping ``targets`` (``"127.0.0.1:<port>"``, path /metrics)."""
+    def __call__(
+        self,
+        targets: Sequence[str],
+        *,
+        scrape_interval: float = 1.0,
+        features: Sequence[str] = (),
+    ) -> PrometheusHandle:
+        """Start Prometheus scraping ``targets`` (``"127.0.0.1:<port>"``, path /metrics).
+
+        ``features`` are passed as ``--enable-feature`` (e.g. ``exemplar-storage``).
+        """
         if isinstance(targets, str):
             raise TypeError("targets must be a list of 'host:port' strings")
         base_dir = self._base_dir / f"prometheus-{len(self._processes) + 1}"
         process, handle = _start_prometheus(
-            self._executable, base_dir, list(targets), scrape_interval
+            self._executable, base_dir, list(targets), scrape_interval, features
         )
         self._processes.append(process)
         _assert_loopback_only(process)

@@ -92,3 +92,26 @@ def test_provisioning_files() -> None:
     (provider,) = providers["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_exemplars_link_the_histogram_panels_to_jaeger() -> None:
+    dashboard = load_dashboard()
+    with_exemplars = {
+        metric
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if target.get("exemplar") is True
+        for metric in metric_names(target["expr"])
+    }
+    assert with_exemplars == {
+        "logprobs_response_perplexity_bucket",
+        "logprobs_response_min_probability_bucket",
+        "gen_ai_client_operation_duration_seconds_bucket",
+    }
+    sources = GRAFANA / "provisioning" / "datasources"
+    [prometheus] = yaml.safe_load((sources / "prometheus.yml").read_text())["datasources"]
+    [jaeger] = yaml.safe_load((sources / "jaeger.yml").read_text())["datasources"]
+    assert jaeger["type"] == "jaeger" and jaeger["url"] == "http://jaeger:16686"
+    [destination] = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+    # the label our exemplars carry (and the collector's), opened in the Jaeger data source
+    assert destination == {"name": "trace_id", "datasourceUid": jaeger["uid"]}

@@ -193,3 +193,18 @@ def test_readme_agrees(compose: dict[str, Any]) -> None:
         assert str(port) in text
     assert "http://127.0.0.1:16686" in text and "http://127.0.0.1:9090" in text
     assert "logprobs_token_probability_bucket" in text
+
+
+def test_exemplars_from_the_collector_to_prometheus(
+    collector: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    # The collector serves OpenMetrics (the only format with exemplars); Prometheus keeps them.
+    assert collector["exporters"]["prometheus"]["enable_open_metrics"] is True
+    command = compose["services"]["prometheus"]["command"]
+    features = {
+        feature
+        for arg in command
+        if arg.startswith("--enable-feature=")
+        for feature in arg.partition("=")[2].split(",")
+    }
+    assert "exemplar-storage" in features

@@ -19,7 +19,11 @@ from pydantic import BaseModel
 
 from logprobscope import AIMessage, ChoiceLogprobs, InvalidToolCall, ToolCall
 
+from .loopback import Loopback, random_sizes, recorded_sizes, utf8_sizes
+
 CASES_DIR = Path(__file__).parent / "cases"
+SEEDS = (1, 2, 3)
+SPLITS = ["recorded", "utf8", *(f"seed{s}" for s in SEEDS)]
 
 
 # The schema of the openai-python structured-output recordings, as their test code has it
@@ -70,6 +74,22 @@ def load_cases() -> list[Case]:
 
 
 CASES = load_cases()
+
+
+def loopback(case: Case, split: str | None = None) -> Loopback:
+    """A server answering the case's bytes; a stream cut as `split` says (see SPLITS)."""
+    sizes = None
+    if case.stream:
+        if split is None or split == "recorded":
+            sizes = recorded_sizes(len(case.body), case.meta.get("chunk_sizes"))
+        elif split == "utf8":
+            sizes = utf8_sizes(case.body)
+        else:
+            sizes = random_sizes(len(case.body), int(split.removeprefix("seed")))
+    return Loopback(
+        case.body, content_type=case.meta["content_type"], status=case.meta["status"], sizes=sizes
+    )
+
 
 # -- the call our model makes -----------------------------------------------------------------
 

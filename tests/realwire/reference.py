@@ -149,3 +149,36 @@ def from_stream_state(chunks: list[ChatCompletionChunk], index: int = 0) -> dict
         model=snapshot.model,
         system_fingerprint=snapshot.system_fingerprint,
     )
+
+
+TokenStreams = dict[tuple[str, int], list[Any]]
+"""Every choice's content and refusal tokens, by (channel, choice index); empty ones left out."""
+
+
+def streams_of_completion(completion: ChatCompletion) -> TokenStreams:
+    """The SDK's token objects of every choice, by stream."""
+    out: TokenStreams = {}
+    for choice in completion.choices:
+        logprobs = choice.logprobs
+        if logprobs is None:
+            continue
+        if logprobs.content:
+            out[("content", choice.index)] = list(logprobs.content)
+        if logprobs.refusal:
+            out[("refusal", choice.index)] = list(logprobs.refusal)
+    return out
+
+
+def streams_of_chunks(chunks: Iterable[ChatCompletionChunk]) -> TokenStreams:
+    """The SDK's token objects of every choice of a stream, in order, by stream."""
+    out: TokenStreams = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            logprobs = choice.logprobs
+            if logprobs is None:
+                continue
+            if logprobs.content:
+                out.setdefault(("content", choice.index), []).extend(logprobs.content)
+            if logprobs.refusal:
+                out.setdefault(("refusal", choice.index), []).extend(logprobs.refusal)
+    return out

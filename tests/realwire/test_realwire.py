@@ -33,13 +33,21 @@ from logprobscope import (
 )
 
 from . import reference
-from .cases import CASES, Case, Location, canonical_ours, expected_request, our_call
+from .cases import (
+    CASES,
+    SEEDS,
+    SPLITS,
+    Case,
+    Location,
+    canonical_ours,
+    expected_request,
+    loopback,
+    our_call,
+)
 from .loopback import Loopback, random_sizes, recorded_sizes, utf8_sizes
 
 JSON_CASES = [c for c in CASES if not c.stream]
 STREAM_CASES = [c for c in CASES if c.stream]
-SEEDS = (1, 2, 3)
-SPLITS = ["recorded", "utf8", *(f"seed{s}" for s in SEEDS)]
 
 
 def _ids(case: Case) -> str:
@@ -56,17 +64,7 @@ def test_the_tier_has_the_21_recorded_cases() -> None:
 
 
 def _server(case: Case, split: str | None = None) -> Loopback:
-    sizes = None
-    if case.stream:
-        if split is None or split == "recorded":
-            sizes = recorded_sizes(len(case.body), case.meta.get("chunk_sizes"))
-        elif split == "utf8":
-            sizes = utf8_sizes(case.body)
-        else:
-            sizes = random_sizes(len(case.body), int(split.removeprefix("seed")))
-    return Loopback(
-        case.body, content_type=case.meta["content_type"], status=case.meta["status"], sizes=sizes
-    )
+    return loopback(case, split)
 
 
 _REFERENCE: dict[str, Any] = {}

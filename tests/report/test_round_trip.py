@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from logprobscope import AIMessage, TokenLogprob
+from logprobscope import _contract as n
 from logprobscope._logprobs import ChoiceLogprobs
 from logprobscope._messages import ResponseMetadata
 from logprobscope.cli._batch import BatchItem, result_record
@@ -231,3 +232,79 @@ def test_cli_and_batch_say_what_the_span_says(tmp_path: Path, case: str) -> None
         assert f"<dt>perplexity</dt><dd>{shown}</dd>" in page
     else:
         assert "<dt>perplexity</dt><dd>—</dd>" in page
+
+
+@pytest.mark.parametrize("capture", [False, True])
+def test_streams_and_fields_survive_the_round_trip(
+    tmp_path: Path, events: EventsMode, capture: bool
+) -> None:
+    # A structured answer's content, then a refusal, and a second choice: every stream, the
+    # refusal's figures and the fields come back from the file as the span had them.
+    path = tmp_path / "traces.jsonl"
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPJsonFileSpanExporter(path)))
+    meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    telemetry = LogprobTelemetry(
+        tracer_provider=provider, meter_provider=meters, capture_content=capture, events=events
+    )
+    words = ['{"', "ok", '":', " true", ', "', "n", '":', " 4", "2", "}"]
+    content = [
+        {**e, "token": word}
+        for e, word in zip(_entries(CASES["nan-in-twelve"]), words, strict=False)
+    ]
+    refusal = _entries([-0.3, -INF, -0.02, -1.5])
+    other = _entries(CASES["neg-inf"])
+    params = {"logprobs": True, "top_logprobs": 4, "response_format": {"type": "json_object"}}
+    call = telemetry.start_call(model="m", stream=True, params=params)
+    for i in range(0, len(content), 3):
+        call.add_tokens(content[i : i + 3], time_ns=1_700_000_000_000_000_000 + i)
+    call.add_tokens(refusal, channel="refusal")
+    call.add_tokens(other, choice=1, new_chunk=False)
+    call.end(completed=True)
+    provider.shutdown()
+    meters.shutdown()
+    (span,) = memory.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    (read,) = read_traces(path).calls
+
+    for tokens, entries in ((read.tokens, content), (read.refusal_tokens, refusal)):
+        assert len(tokens) == len(entries)
+        assert all(_same(t.logprob, e["logprob"]) for t, e in zip(tokens, entries, strict=True))
+    assert read.refusal_token_count == 4
+    # By choice, then the content before the refusal, each in index order.
+    assert [(t.channel, t.choice, t.index) for t in read.other_tokens] == [
+        *(("refusal", 0, i) for i in range(4)),
+        *(("content", 1, i) for i in range(3)),
+    ]
+    assert {(t.channel, t.choice) for t in read.other_tokens} == {("refusal", 0), ("content", 1)}
+    if capture:
+        assert [t.text for t in read.refusal_tokens] == [e["token"] for e in refusal]
+    # The refusal's figures: read back, and computed from its tokens alone.
+    expected = {k: attrs[v] for k, v in n.REFUSAL_SUMMARY.items() if v in attrs}
+    assert expected[n.LOGPROBS_SUM] == -INF
+    assert all(_same(read.refusal_figures[k], v) for k, v in expected.items())
+    bare = replace(
+        read,
+        attributes={
+            k: v for k, v in read.attributes.items() if k not in n.REFUSAL_SUMMARY.values()
+        },
+    )
+    assert set(bare.refusal_figures) == set(expected)
+    assert all(_same(bare.refusal_figures[k], v) for k, v in expected.items())
+    # The fields, as the span's events had them.
+    written = [e for e in span.events if e.name == "logprobs.field"]
+    assert [f.path for f in read.fields] == ["$.ok", "$.n"]
+    for field, event in zip(read.fields, written, strict=True):
+        a = event.attributes or {}
+        assert _same(field.logprob, a["logprobs.field.logprob"])
+        assert (field.token_start, field.token_stop) == (
+            a["logprobs.field.token_start"],
+            a["logprobs.field.token_stop"],
+        )
+        assert field.value == (a["logprobs.field.value"] if capture else None)
+    ok, number = read.fields
+    assert ok.alternatives is not None and number.alternatives is None  # a boolean's
+    assert [a.token is None for a in ok.alternatives] == [not capture] * len(ok.alternatives)
+    assert read.fields_complete is True and read.fields_dropped == 0

@@ -30,6 +30,7 @@ from logprobscope.otel import LogprobTelemetry, OpenTelemetryCallbackHandler
 
 TOKEN_EVENT = "logprobs.token"
 BATCH_EVENT = "logprobs.tokens"
+FIELD_EVENT = "logprobs.field"
 
 
 class InMemoryOtel:
@@ -166,15 +167,18 @@ class Token:
     text: str | None
     top_tokens: tuple[str, ...] | None
     timestamp: int
+    bytes: tuple[int, ...] | None = None  # token events with content capture only
 
 
-def reassemble(events: Sequence[Any]) -> list[Token]:
-    """Every token in `logprobs.token` and `logprobs.tokens` events, in index order.
+def reassemble(events: Sequence[Any], *, channel: str = "content", choice: int = 0) -> list[Token]:
+    """Every token of one stream in `logprobs.token` and `logprobs.tokens` events, in order.
 
-    `events` are SDK events or dicts with "name", "attributes" and "timestamp" (as Phoenix's
-    REST API returns them). Checks that the indexes are exactly 0..n-1, each once, apart
-    from the least likely tokens of a batched call: a `logprobs.token` event repeats them,
-    with the same logprob and text (the batch's record is kept).
+    The stream: choice 0's content by default (events without a channel or choice index),
+    else the events marked with `channel` and `choice`. `events` are SDK events or dicts with
+    "name", "attributes" and "timestamp" (as Phoenix's REST API returns them). Checks that
+    the indexes are exactly 0..n-1, each once, apart from the least likely tokens of a
+    batched call: a `logprobs.token` event repeats them, with the same logprob and text (the
+    batch's record is kept).
     """
     tokens: list[Token] = []
     copies: list[Token] = []
@@ -185,6 +189,12 @@ def reassemble(events: Sequence[Any]) -> list[Token]:
             timestamp = event.get("timestamp", 0)
         else:
             name, attrs, timestamp = event.name, event.attributes, event.timestamp
+        prefix = "logprobs.token." if name == TOKEN_EVENT else "logprobs.tokens."
+        if (attrs.get(prefix + "channel", "content"), attrs.get(prefix + "choice_index", 0)) != (
+            channel,
+            choice,
+        ):
+            continue
         if name == TOKEN_EVENT:
             tops = tuple(attrs.get("logprobs.token.top_logprobs", ()))
             top_tokens = attrs.get("logprobs.token.top_tokens")
@@ -196,6 +206,9 @@ def reassemble(events: Sequence[Any]) -> list[Token]:
                     attrs.get("logprobs.token.text"),
                     tuple(top_tokens) if top_tokens is not None else None,
                     timestamp,
+                    tuple(attrs["logprobs.token.bytes"])
+                    if "logprobs.token.bytes" in attrs
+                    else None,
                 )
             )
         elif name == BATCH_EVENT:
@@ -237,6 +250,29 @@ def reassemble(events: Sequence[Any]) -> list[Token]:
 
 def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def streams(events: Sequence[Any]) -> set[tuple[str, int]]:
+    """The (channel, choice) of every token stream the events carry."""
+    out: set[tuple[str, int]] = set()
+    for event in events:
+        name, attrs = event.name, event.attributes
+        if name in (TOKEN_EVENT, BATCH_EVENT):
+            prefix = "logprobs.token." if name == TOKEN_EVENT else "logprobs.tokens."
+            out.add(
+                (attrs.get(prefix + "channel", "content"), attrs.get(prefix + "choice_index", 0))
+            )
+    return out
+
+
+def field_events(span: ReadableSpan) -> dict[str, dict[str, Any]]:
+    """The `logprobs.field` events' attributes by path, in document order."""
+    out: dict[str, dict[str, Any]] = {}
+    for event in span.events:
+        if event.name == FIELD_EVENT:
+            attrs = dict(event.attributes or {})
+            out[str(attrs["logprobs.field.path"])] = attrs
+    return out
 
 
 def all_strings(span: ReadableSpan) -> list[str]:

@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
             "to --output (default stdout): id, answer, perplexity, mean logprob, min "
             "probability, and the first token's probability with its top alternatives "
             "(classification confidence).\n\n"
+            "Structured output: --json-schema FILE sends the schema as response_format and "
+            "prints, after the answer, each field with its probability (of the tokens that "
+            "spell the value), its lowest token probability and, for booleans and enums, the "
+            'alternatives; in a batch, each line gets a "fields" list.\n\n'
             "The endpoint is the OpenAI API (OPENAI_API_KEY) or --base-url / OPENAI_BASE_URL. "
             "Telemetry goes where the standard OTEL_* variables say (none when unset)."
         ),
@@ -132,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens", type=_positive_int, metavar="N", help="answer length cap")
     run.add_argument(
         "--json", action="store_true", help="print the typed result as JSON instead of colours"
+    )
+    run.add_argument(
+        "--json-schema",
+        metavar="FILE",
+        help="answer in this JSON schema (or response_format) and show each field's confidence",
     )
     run.add_argument(
         "--timeout", type=_non_negative_float, metavar="S", help="request timeout in seconds"
@@ -211,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.json_schema is not None:  # a bad schema file fails before any call
+        from ._schema import load_response_format
+
+        args.response_format = load_response_format(args.json_schema)
     if args.input is not None:
         clash = [
             flag for flag, value in (("PROMPT", args.prompt), ("--stream", args.stream)) if value

@@ -15,7 +15,7 @@ import asyncio
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TextIO
@@ -36,7 +36,8 @@ from ._errors import (
     one_line,
 )
 from ._render import answer_figures
-from ._run import open_async_model, tokens_of
+from ._run import open_async_model, response_format_of, tokens_of
+from ._schema import field_records, message_fields
 from ._telemetry import telemetry_from_env
 
 # Failures that every other prompt would hit as well: stop the batch at the first one.
@@ -118,8 +119,13 @@ def _number(value: float | None) -> float | None:
     return value
 
 
-def result_record(item: BatchItem, message: AIMessage) -> dict[str, object]:
-    """The output line of one answered prompt."""
+def result_record(
+    item: BatchItem,
+    message: AIMessage,
+    *,
+    response_format: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The output line of one answered prompt (with its "fields" for --json-schema)."""
     tokens = tokens_of(message)
     s = answer_figures(tokens)
     record: dict[str, object] = {
@@ -159,6 +165,8 @@ def result_record(item: BatchItem, message: AIMessage) -> dict[str, object]:
     usage = message.usage_metadata
     if usage is not None:
         record["usage"] = {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+    if response_format is not None:
+        record["fields"] = field_records(message_fields(message, response_format))
     return record
 
 
@@ -248,7 +256,7 @@ async def _run_all(
                         "error_type": type(error).__name__,
                     }
                 else:
-                    record = result_record(item, message)
+                    record = result_record(item, message, response_format=response_format_of(args))
                     if "warning" in record:
                         result.without_logprobs += 1
                     done[position] = record

@@ -23,6 +23,7 @@ from logprobscope import (
 
 from ._errors import EXIT_OK, EXIT_USAGE, CliError, check_credentials, effective_base_url
 from ._render import Output, print_answer, print_summary
+from ._schema import message_fields, print_fields
 from ._telemetry import telemetry_from_env
 
 _LOCAL_KEY = "not-needed"  # servers on a custom base URL usually ignore the key
@@ -43,7 +44,14 @@ def _client_options(
     return api_key, base_url, timeout, retries
 
 
+def response_format_of(args: argparse.Namespace) -> dict[str, object] | None:
+    """The `response_format` read from --json-schema by the command line, or None."""
+    value = getattr(args, "response_format", None)
+    return value if isinstance(value, dict) else None
+
+
 def _model(args: argparse.Namespace, callbacks: Callbacks, **clients: object) -> ChatOpenAI:
+    response_format = response_format_of(args)
     try:
         return ChatOpenAI(
             model=args.model,
@@ -51,6 +59,7 @@ def _model(args: argparse.Namespace, callbacks: Callbacks, **clients: object) ->
             top_logprobs=args.top_logprobs or None,
             temperature=args.temperature,
             max_tokens=args.max_tokens,
+            response_format=response_format,
             callbacks=list(callbacks),
             **clients,  # type: ignore[arg-type]
         )
@@ -116,6 +125,7 @@ def run_prompt(args: argparse.Namespace) -> int:
     if not prompt.strip():
         raise CliError("the prompt is empty", EXIT_USAGE)
     out = Output()
+    response_format = response_format_of(args)
     with telemetry_from_env() as handlers, open_model(args, handlers) as model:
         messages = build_input(prompt, args.system)
         if args.stream:
@@ -133,6 +143,8 @@ def run_prompt(args: argparse.Namespace) -> int:
     require_logprobs(message, args)
     out.line()
     print_summary(out, tokens_of(message))
+    if response_format is not None:
+        print_fields(out, message_fields(message, response_format))
     out.legend()
     return EXIT_OK
 

@@ -30,7 +30,7 @@ Your own entry point::
 from __future__ import annotations
 
 from .._figures import LogprobStats, LogprobSummary
-from ._call import CallTelemetry
+from ._call import CallTelemetry, TokenChannel
 from ._events import EventsMode
 from ._handler import OpenTelemetryCallbackHandler
 from ._input import ResponseFacts, TokenInput, TokenLogprobLike, TopLogprobLike
@@ -54,6 +54,7 @@ __all__ = [
     "TelemetryHandle",
     "TelemetryKwargs",
     "TelemetryOptions",
+    "TokenChannel",
     "TokenInput",
     "TokenLogprobLike",
     "TopLogprobLike",

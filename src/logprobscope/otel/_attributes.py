@@ -12,7 +12,6 @@ from typing import cast
 from opentelemetry.util.types import AttributeValue
 
 from .. import _contract as n
-from .._figures import LogprobSummary
 from .._text import valid_text
 from ._input import ResponseFacts
 
@@ -23,7 +22,6 @@ __all__ = [
     "output_messages_json",
     "request_attributes",
     "response_attributes",
-    "summary_attributes",
 ]
 
 Attributes = dict[str, AttributeValue]
@@ -127,22 +125,6 @@ def response_attributes(attributes: Attributes, response: ResponseFacts) -> None
         attributes[n.GEN_AI_USAGE_OUTPUT_TOKENS] = response.output_tokens
 
 
-def summary_attributes(attributes: Attributes, summary: LogprobSummary) -> None:
-    """Add the `logprobs.*` summary: the count always, the statistics when defined."""
-    attributes[n.LOGPROBS_TOKEN_COUNT] = summary.token_count
-    if summary.sum is not None:
-        attributes[n.LOGPROBS_SUM] = summary.sum
-        attributes[n.LOGPROBS_MEAN] = cast(float, summary.mean)
-        attributes[n.LOGPROBS_PERPLEXITY] = cast(float, summary.perplexity)
-        attributes[n.LOGPROBS_MIN] = cast(float, summary.min)
-        attributes[n.LOGPROBS_MIN_INDEX] = cast(int, summary.min_index)
-        attributes[n.LOGPROBS_LOW_CONFIDENCE_COUNT] = summary.low_confidence_count
-        if summary.entropy_mean is not None:
-            attributes[n.LOGPROBS_ENTROPY_MEAN] = summary.entropy_mean
-        if summary.margin_mean is not None:
-            attributes[n.LOGPROBS_MARGIN_MEAN] = summary.margin_mean
-
-
 # -- GenAI messages ------------------------------------------------------------------------
 
 
@@ -198,8 +180,23 @@ def input_messages_json(messages: Sequence[Mapping[str, object]]) -> str:
     return valid_text(json.dumps(out, ensure_ascii=False, default=str))
 
 
-def output_messages_json(text: str, finish_reason: str | None) -> str:
-    """The answer in the `gen_ai.output.messages` shape: one assistant message."""
-    parts = [{"type": "text", "content": text}] if text else []
+def output_messages_json(
+    text: str | None,
+    finish_reason: str | None,
+    *,
+    refusal: str | None = None,
+    tool_calls: Sequence[Mapping[str, object]] | None = None,
+) -> str:
+    """The answer in the `gen_ai.output.messages` shape: one assistant message.
+
+    Its parts: the text, the refusal (`{"type": "refusal", "content": ...}`) and the tool
+    calls (`tool_call` parts: id, name, arguments as the model wrote them), those present.
+    """
+    assistant: dict[str, object] = {"role": "assistant", "content": text}
+    if tool_calls:
+        assistant["tool_calls"] = list(tool_calls)
+    parts = _genai_parts(assistant)
+    if refusal is not None:
+        parts.insert(1 if text else 0, {"type": n.PART_REFUSAL, "content": refusal})
     message = {"role": "assistant", "parts": parts, "finish_reason": finish_reason or ""}
-    return valid_text(json.dumps([message], ensure_ascii=False))
+    return valid_text(json.dumps([message], ensure_ascii=False, default=str))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from array import array
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -20,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from .. import _contract as n
-from .._figures import LogprobStats, LogprobSummary
+from .._figures import LogprobStats, LogprobSummary, summary_attributes
 from .._logprobs import TokenLogprobList
 from .._text import valid_text
 from ._attributes import (
@@ -30,16 +31,20 @@ from ._attributes import (
     output_messages_json,
     request_attributes,
     response_attributes,
-    summary_attributes,
 )
-from ._events import EventWriter, event_limit
+from ._events import CONTENT, EventWriter, event_limit
+from ._field_events import ContentTokens, field_attributes, structured_format
+from ._guest import hook_end, ours_only, unhook_end
 from ._input import ResponseFacts, TokenColumns, TokenInput
 from ._metrics import NO_EXEMPLAR_CONTEXT, CallMetrics
 
 if TYPE_CHECKING:
     from ._telemetry import LogprobTelemetry
 
-__all__ = ["CallTelemetry"]
+__all__ = ["CallTelemetry", "TokenChannel"]
+
+TokenChannel = Literal["content", "refusal"]
+"""Which part of an answer tokens spell: its content, or the model's refusal."""
 
 logger = logging.getLogger("logprobscope.otel")
 
@@ -53,6 +58,14 @@ class CallTelemetry:
     Made by `LogprobTelemetry.start_call`. Feed it from one thread at a time (a call's
     chunks arrive in order): `add_tokens` and `add_chunk` as the answer arrives,
     `set_response` with what the server said, then `end` or `fail`, once.
+
+    Tokens belong to a channel (the content, or the refusal) of a choice (0 unless the
+    request asked for n > 1). Choice 0's content makes the `logprobs.*` summary and the
+    metrics; its refusal the `logprobs.refusal.*` summary; other choices are counted in
+    `logprobs.other_choices.token_count`. Every token goes to the span events, whichever.
+    When the request asks for JSON (`response_format` `json_schema` or `json_object`), a
+    call that ends with an answer also gets one `logprobs.field` event per leaf value of
+    choice 0's content (see `_field_events`).
 
     Each method is safe to call in any state: after the end, everything is ignored;
     failures are logged (once per call at warning level, then at debug), never raised.
@@ -85,6 +98,12 @@ class CallTelemetry:
         "_ended",
         "_warned",
         "_lock",
+        "_refusal",
+        "_others",
+        "_format",
+        "_content",
+        "_owned",
+        "_end_hook",
     )
 
     def __init__(
@@ -100,8 +119,11 @@ class CallTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None,
         context: Context | None,
         start_time_ns: int | None = None,
+        span: Span | None = None,
     ) -> None:
         start_perf = time.perf_counter_ns()
+        self._owned = span is None  # our span, which we end; else its owner ends it
+        self._end_hook: object = None
         if start_time_ns is not None:  # the same instant on the monotonic clock
             start_perf -= max(0, time.time_ns() - start_time_ns)
         self._telemetry = telemetry
@@ -112,6 +134,10 @@ class CallTelemetry:
         self._columns = TokenColumns()
         self._response = _NO_RESPONSE
         self._events: EventWriter | None = None
+        self._refusal: LogprobStats | None = None  # made with the first refusal token
+        self._others = 0
+        self._format: Mapping[str, object] | None = None
+        self._content: ContentTokens | None = None
         if telemetry is None:  # the disabled stand-in
             self._span: Span = trace.INVALID_SPAN
             self._capture = False
@@ -133,21 +159,26 @@ class CallTelemetry:
             threshold=threshold,
             input_messages=input_messages if capture else None,
         )
-        span = telemetry._tracer.start_span(
-            f"{n.OPERATION_CHAT} {model}",
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            start_time=start_time_ns,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        if span is None:
+            span = telemetry._tracer.start_span(
+                f"{n.OPERATION_CHAT} {model}",
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=attributes,
+                start_time=start_time_ns,
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        else:  # the owner's span: its gen_ai.* attributes are the owner's
+            span.set_attributes(ours_only(attributes))
+            parent = context_api.get_current()
         self._span = span
         self._metrics = CallMetrics(
             telemetry._instruments,
             metric_attributes(model=model, provider=provider, server_address=server_address),
             trace.set_span_in_context(span, parent),  # metric exemplars point at this span
             start_perf,
+            owned=self._owned,
         )
         if span.is_recording():  # a span sampled out gets no events at all
             self._events = EventWriter(
@@ -157,6 +188,12 @@ class CallTelemetry:
                 capture=capture,
                 threshold=threshold,
             )
+            if telemetry.events != n.MODE_NONE:
+                self._format = structured_format(params)
+                if self._format is not None:
+                    self._content = ContentTokens()
+        if not self._owned:
+            self._end_hook = hook_end(span, self._owner_ends)
 
     @classmethod
     def _disabled(cls) -> CallTelemetry:
@@ -203,36 +240,62 @@ class CallTelemetry:
 
     # -- feeding --------------------------------------------------------------------------
 
-    def add_tokens(self, tokens: TokenInput, *, time_ns: int | None = None) -> None:
-        """Tokens arrived at `time_ns` (wall clock, ns since epoch; None: now).
+    def add_tokens(
+        self,
+        tokens: TokenInput,
+        *,
+        time_ns: int | None = None,
+        channel: TokenChannel = "content",
+        choice: int = 0,
+        new_chunk: bool = True,
+    ) -> None:
+        """Tokens of `channel` of choice `choice` arrived at `time_ns` (ns since epoch; None: now).
 
         `tokens` are token-like objects (our `TokenLogprobList`, read in place; the openai
         SDK's `ChatCompletionTokenLogprob`s; `TokenLogprob`s) or OpenAI-format JSON entries
         (see `TokenInput`); malformed entries are kept as far as they make sense. On a
-        streamed call each call is one chunk's arrival, even with no tokens.
+        streamed call each call is one chunk's arrival, even with no tokens; give the
+        second and later token lists of one chunk (its refusal, other choices) with
+        `new_chunk=False`. An unknown channel or a negative choice is logged and ignored.
         """
         if self._ended:
             return
         try:
+            if channel not in n.CHANNELS or isinstance(choice, bool) or choice < 0:
+                raise ValueError(f"no token channel {channel!r} of choice {choice!r}")
             metrics = self._metrics
-            if self._stream:
+            if self._stream and new_chunk:
                 metrics.chunk()
             if isinstance(tokens, TokenLogprobList):
                 buf, start, stop = tokens._columns()  # ours: read in place, zero-copy
             else:
                 buf, start, stop = self._columns.append(tokens)
             if stop > start:
-                self._stats.add_columns(
-                    buf.logprobs,
-                    buf.top_logprobs,
-                    buf.top_offsets,
-                    start,
-                    stop,
-                    metrics.probabilities,
-                )
+                key = (channel, choice)
+                if key == CONTENT:
+                    self._stats.add_columns(
+                        buf.logprobs,
+                        buf.top_logprobs,
+                        buf.top_offsets,
+                        start,
+                        stop,
+                        metrics.probabilities,
+                    )
+                    if self._content is not None:
+                        self._content.add(buf, start, stop)
+                elif choice == 0:  # the refusal: its own figures, no metric observations
+                    refusal = self._refusal
+                    if refusal is None:
+                        refusal = self._refusal = LogprobStats(self._stats.threshold)
+                    refusal.add_columns(
+                        buf.logprobs, buf.top_logprobs, buf.top_offsets, start, stop, array("d")
+                    )
+                else:
+                    self._others += stop - start
                 events = self._events
                 if events is not None:
-                    events.add(buf, start, stop, time.time_ns() if time_ns is None else time_ns)
+                    now = time.time_ns() if time_ns is None else time_ns
+                    events.add(buf, start, stop, now, key)
             metrics.observe(self._response.model)
         except Exception:
             self._failed("add_tokens")
@@ -276,11 +339,22 @@ class CallTelemetry:
                 input_tokens=_keep(known.input_tokens, response.input_tokens),
                 output_tokens=_keep(known.output_tokens, response.output_tokens),
                 output_text=_keep(known.output_text, response.output_text),
+                output_refusal=_keep(known.output_refusal, response.output_refusal),
+                output_tool_calls=_keep(known.output_tool_calls, response.output_tool_calls),
             )
         except Exception:
             self._failed("set_response")
 
     # -- the end --------------------------------------------------------------------------
+
+    def _owner_ends(self) -> None:
+        # The owner of the span we record on ends it before the call ended here (its stream
+        # wrapper closed or collected first, its handler run first): our part ends now.
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._finish(None, False if self._stream else None)
 
     def end(self, *, completed: bool | None = None) -> None:
         """The call ended with an answer: set the summary attributes, end the span, record.
@@ -329,7 +403,7 @@ class CallTelemetry:
         except Exception:
             self._failed("ending the span")
             try:
-                if self._span.is_recording():
+                if self._owned and self._span.is_recording():
                     self._span.end()
             except Exception:
                 logger.debug("ending the span failed", exc_info=True)
@@ -350,8 +424,11 @@ class CallTelemetry:
     ) -> None:
         span = self._span
         events = self._events
+        if not self._owned:
+            unhook_end(span, self._end_hook)
         if events is None:  # not recording
-            span.end()
+            if self._owned:
+                span.end()
             return
         events.close()
         response = self._response
@@ -361,17 +438,34 @@ class CallTelemetry:
             first_chunk = self._metrics.time_to_first_chunk()
             if first_chunk is not None:
                 attributes[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = first_chunk
-        summary_attributes(attributes, summary)
+        attributes.update(summary_attributes(summary))
+        if self._refusal is not None:
+            refusal = summary_attributes(self._refusal.summary())
+            attributes.update((n.REFUSAL_SUMMARY[k], v) for k, v in refusal.items())
+        if self._others:
+            attributes[n.LOGPROBS_OTHER_CHOICES_TOKEN_COUNT] = self._others
         if self._stream:
             attributes[n.LOGPROBS_STREAM_COMPLETED] = bool(completed) and error is None
         attributes[n.LOGPROBS_EVENTS_MODE] = events.mode
         if events.dropped:
             attributes[n.LOGPROBS_EVENTS_DROPPED] = events.dropped
-        if self._capture and response.output_text is not None:
+        if error is None:
+            self._field_events(events, attributes)
+        if self._capture and (
+            response.output_text is not None
+            or response.output_refusal is not None
+            or response.output_tool_calls
+        ):
             reasons = response.finish_reasons
             attributes[n.GEN_AI_OUTPUT_MESSAGES] = output_messages_json(
-                response.output_text, reasons[0] if reasons else None
+                response.output_text,
+                reasons[0] if reasons else None,
+                refusal=response.output_refusal,
+                tool_calls=response.output_tool_calls,
             )
+        if not self._owned:  # the rest, the status and the end are the owner's
+            span.set_attributes(ours_only(attributes))
+            return
         if error is not None:
             kind = error_type(error)
             attributes[n.ERROR_TYPE] = kind
@@ -382,6 +476,26 @@ class CallTelemetry:
         else:
             span.set_attributes(attributes)
         span.end()
+
+    def _field_events(self, events: EventWriter, attributes: Attributes) -> None:
+        # After the token events and in the room they left: never one token event less.
+        content, format = self._content, self._format
+        if content is None or format is None or not content:
+            return
+        try:
+            report = content.report(format)
+        except Exception:  # field_confidence never raises on model output; a bug must not end it
+            self._failed("field confidence")
+            return
+        now = time.time_ns()
+        dropped = 0
+        for field in report.fields:
+            if not events.extra(n.EVENT_FIELD, field_attributes(field, capture=self._capture), now):
+                dropped += 1
+        attributes[n.LOGPROBS_FIELDS_COUNT] = len(report.fields)
+        attributes[n.LOGPROBS_FIELDS_COMPLETE] = report.complete
+        if dropped:
+            attributes[n.LOGPROBS_FIELDS_DROPPED] = dropped
 
 
 def _keep(known: _T | None, given: _T | None) -> _T | None:

@@ -8,7 +8,7 @@ slot for the exception event of a failed call, and spends the rest so that no to
   budget less a few slots lasts. The tokens after that are held to the end of the call:
   if they fit in the slots left they become token events too (at their arrival times);
   otherwise the call turns "batched": they are split into equal `logprobs.tokens` batches,
-  one per slot left, and the least likely of them are written once more as token events.
+  over the slots left, and the least likely of them are written once more as token events.
 - "batched": all tokens in `logprobs.tokens` events of at least 64 tokens each, held to the
   end and split evenly over the slots, and the least likely again as token events.
 - "low_confidence": a `logprobs.token` event for each token below the threshold, while the
@@ -20,18 +20,26 @@ ticks) batches of equal size sit where every m-th token arrived: their spacing s
 stream's pace, as the token events before them do token by token. The least likely tokens
 of the batched part (the lowest, and the other low-confidence ones, up to a few slots) stay
 clickable as events of their own (`logprobs.min_index` always points at one). Held tokens
-cost no copy (the writer keeps ranges of the buffers) and a span exports its events at its
-end anyway; the events are written in time order.
+cost no copy (the writer keeps ranges of the buffers, `_held`) and a span exports its events
+at its end anyway; the events are written in time order.
 
-Tokens that find no room are counted (`dropped`), never lost silently.
+Tokens come in streams: choice 0's content (the common case, and the only one whose events
+carry no stream attributes), its refusal, and the content and refusal of other choices
+(n > 1). Each stream has its own indexes from 0; its events carry `logprobs.token.channel`
+("refusal") and `logprobs.token.choice_index` (when not 0), or the `logprobs.tokens.`
+equivalents. The token events' share is spent by all streams in the order their tokens
+come; past it each stream's tokens are held apart and a batch never mixes streams. A stream
+starts being held only while a batch slot is left for each stream held so far; the slots
+are shared out among the held streams in proportion to their tokens, and the least likely
+repeats go to choice 0's content first, then to its refusal.
+
+Tokens that find no room are counted (`dropped`), never lost silently. Other events written
+after the tokens (`extra`) only take the room the tokens left.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
-from array import array
-from bisect import bisect_right
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,16 +47,19 @@ from opentelemetry.trace import Span, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from .. import _contract as n
-from .._figures import counted, probability
+from .._figures import probability
 from .._logprobs import _DERIVED, TokenBuffer
 from .._text import valid_text
-from ._batch import Segment, batch_attributes, format_probability
+from ._batch import batch_attributes, format_probability
+from ._held import Held, Least, StreamKey, cut, shares
 
 __all__ = [
+    "CONTENT",
     "DEFAULT_MAX_EVENTS",
     "AddEvent",
     "EventWriter",
     "EventsMode",
+    "StreamKey",
     "event_limit",
 ]
 
@@ -57,6 +68,11 @@ EventsMode = Literal["tokens", "batched", "low_confidence", "none"]
 
 AddEvent = Callable[[str, dict[str, AttributeValue], int], object]
 """`Span.add_event`: name, attributes, timestamp (ns since epoch)."""
+
+CONTENT: StreamKey = (n.CHANNEL_CONTENT, 0)
+_REFUSAL: StreamKey = (n.CHANNEL_REFUSAL, 0)
+# The streams whose least likely batched tokens are repeated as token events, in priority.
+_LEAST_STREAMS = (CONTENT, _REFUSAL)
 
 # Event slots kept free for the exception event of a failed call.
 _RESERVED_EVENTS = 1
@@ -68,9 +84,6 @@ _MAX_BATCH_SLOTS = 12
 _MAX_LEAST_LIKELY = 8
 _MIN_BATCH_TOKENS = 64  # in "batched" mode; the tail of "tokens" mode takes any size
 _INF = math.inf
-
-_Least = tuple[float, int, int, TokenBuffer, int]
-"""A least likely batched token: logprob, index, arrival time, buffer, row."""
 
 
 def event_limit(span: Span, provider: TracerProvider) -> int | None:
@@ -86,6 +99,17 @@ def event_limit(span: Span, provider: TracerProvider) -> int | None:
     return DEFAULT_MAX_EVENTS
 
 
+def _stream_attributes(key: StreamKey, channel: str, choice: str) -> dict[str, AttributeValue]:
+    # Nothing for choice 0's content: its events keep the layout they always had (and
+    # in a viewer sorting keys, its index stays the first field).
+    attributes: dict[str, AttributeValue] = {}
+    if key[0] != n.CHANNEL_CONTENT:
+        attributes[channel] = key[0]
+    if key[1] != 0:
+        attributes[choice] = key[1]
+    return attributes
+
+
 class EventWriter:
     """The token events of one span, within its event limit.
 
@@ -98,7 +122,8 @@ class EventWriter:
             likely tokens kept as token events in "batched" mode).
 
     Tokens are added in order with `add` (columns of a `TokenBuffer`, which must stay
-    unchanged in that range until `close`); `close` writes what was held back.
+    unchanged in that range until `close`), each with its stream; `close` writes what was
+    held back; `extra` then writes other events in the room left.
 
     Attributes:
         mode: the mode now: "tokens" becomes "batched" when the call's tokens do not all
@@ -119,15 +144,10 @@ class EventWriter:
         "_batch_slots",
         "_spare",
         "_min_batch",
-        "_count",
+        "_next",
+        "_adds",
         "_last_ts",
-        "_pending",
-        "_pending_count",
-        "_pending_index",
-        "_arrival_index",
-        "_arrival_time",
-        "_least",
-        "_least_low",
+        "_held",
     )
 
     def __init__(
@@ -146,16 +166,10 @@ class EventWriter:
         self.mode: EventsMode = mode
         self.dropped = 0
         self.events_used = 0
-        self._count = 0  # tokens added so far: the next token's index
+        self._next: dict[StreamKey, int] = {}  # each stream's next token index
+        self._adds = 0  # `add` calls so far: the order of arrivals across streams
         self._last_ts = 0
-        self._pending: list[Segment] = []
-        self._pending_count = 0
-        self._pending_index = 0
-        # Where each arrival of held tokens starts (token index) and when it came.
-        self._arrival_index = array("q")
-        self._arrival_time = array("q")
-        self._least: list[_Least] = []
-        self._least_low = False  # whether they are low-confidence ones
+        self._held: dict[StreamKey, Held] = {}
         self._min_batch = 1 if mode == n.MODE_TOKENS else _MIN_BATCH_TOKENS
         spare = 0
         if limit is None:  # unlimited: tokens stay tokens; batches hold 64 tokens
@@ -186,49 +200,67 @@ class EventWriter:
         """Whether an exception event fits without pushing out a token event."""
         return self._limit is None or self.events_used < self._limit
 
-    def add(self, buf: TokenBuffer, start: int, stop: int, time_ns: int) -> None:
-        """Tokens [start, stop) of `buf`, arrived at `time_ns` (ns since epoch)."""
+    def add(
+        self,
+        buf: TokenBuffer,
+        start: int,
+        stop: int,
+        time_ns: int,
+        key: StreamKey = CONTENT,
+    ) -> None:
+        """Tokens [start, stop) of `buf` of stream `key`, arrived at `time_ns` (ns since epoch)."""
         if stop <= start:
             return
         if time_ns < self._last_ts:
             time_ns = self._last_ts  # a wall clock stepping back: keep the timeline ordered
         self._last_ts = time_ns
-        index = self._count
-        self._count = index + stop - start
+        self._adds += 1
+        index = self._next.get(key, 0)
+        self._next[key] = index + stop - start
         mode = self.mode
         if mode == n.MODE_TOKENS:
             left = self._tokens_left
             if left < 0 or stop - start <= left:
-                self._token_events(buf, start, stop, index, time_ns)
+                self._token_events(buf, start, stop, index, time_ns, key)
                 if left > 0:
                     self._tokens_left = left - (stop - start)
             else:
                 if left:
-                    self._token_events(buf, start, start + left, index, time_ns)
+                    self._token_events(buf, start, start + left, index, time_ns, key)
                     self._tokens_left = 0
-                self._batch(buf, start + left, stop, index + left, time_ns)
+                self._hold(buf, start + left, stop, index + left, time_ns, key)
         elif mode == n.MODE_BATCHED:
-            self._batch(buf, start, stop, index, time_ns)
+            self._hold(buf, start, stop, index, time_ns, key)
         elif mode == n.MODE_LOW_CONFIDENCE:
-            self._low_confidence_events(buf, start, stop, index, time_ns)
+            self._low_confidence_events(buf, start, stop, index, time_ns, key)
 
     def close(self) -> None:
         """Write the tokens held back: as token events if they fit, else as batches with
         the least likely of them once more as token events, all in the order they came."""
-        if self._pending_count:
+        if self._held:
             self._lay_out()
-        self._pending = []
-        self._pending_count = 0
-        self._least = []
+        self._held = {}
+
+    def extra(self, name: str, attributes: dict[str, AttributeValue], time_ns: int) -> bool:
+        """Write another event after `close` if the span has room; whether it was written.
+
+        It takes only what the token events left: no token event is ever pushed out.
+        """
+        if self._limit is not None and self.events_used >= self._limit:
+            return False
+        self._add_event(name, attributes, max(time_ns, self._last_ts))
+        self.events_used += 1
+        return True
 
     # -- one event per token --------------------------------------------------------------
 
     def _token_events(
-        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int
+        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
     ) -> None:
         # The hot path: one call per chunk, locals instead of attribute lookups. Keys sort
         # as Jaeger shows them: index, then the line a person reads (probability and text),
-        # then the numbers; bytes only when they are not the text's own UTF-8.
+        # then the numbers; bytes only when they are not the text's own UTF-8. Another
+        # stream's channel and choice index sort before the index: those logs start there.
         add_event = self._add_event
         logprobs = buf.logprobs
         offsets = buf.top_offsets
@@ -236,6 +268,7 @@ class EventWriter:
         tokens = buf.tokens
         capture = self._capture
         exp = math.exp
+        stream = _stream_attributes(key, n.TOKEN_CHANNEL, n.TOKEN_CHOICE_INDEX)
         for i in range(start, stop):
             lp = logprobs[i]
             p = exp(lp) if lp <= 0.0 else probability(lp)
@@ -255,6 +288,8 @@ class EventWriter:
                 n.TOKEN_LOGPROB: lp,
                 n.TOKEN_PROBABILITY: p,
             }
+            if stream:
+                attributes.update(stream)
             if o1 > o0:
                 attributes[n.TOKEN_TOP_LOGPROBS] = tops[o0:o1].tolist()
             if capture:
@@ -273,7 +308,7 @@ class EventWriter:
         self.events_used += stop - start
 
     def _low_confidence_events(
-        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int
+        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
     ) -> None:
         threshold = self._threshold
         logprobs = buf.logprobs
@@ -282,137 +317,90 @@ class EventWriter:
                 if self._tokens_left == 0:
                     self.dropped += 1
                 else:
-                    self._token_events(buf, i, i + 1, index + i - start, time_ns)
+                    self._token_events(buf, i, i + 1, index + i - start, time_ns, key)
                     if self._tokens_left > 0:
                         self._tokens_left -= 1
 
-    # -- batches --------------------------------------------------------------------------
+    # -- held tokens and batches ----------------------------------------------------------
 
-    def _batch(self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int) -> None:
-        """Hold tokens for the batches written at `close` (the span exports its events at
-        its end anyway; held, the batches can be even and in order)."""
+    def _hold(
+        self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
+    ) -> None:
+        """Hold tokens for `close` (the span exports its events at its end anyway; held,
+        the batches can be even and in order)."""
         if start >= stop:
             return
-        if self._batch_slots == 0:
+        slots = self._batch_slots
+        if slots == 0:
             self.dropped += stop - start
             self.mode = n.MODE_BATCHED
             return
-        pending = self._pending
-        if not pending:
-            self._pending_index = index
-        last = pending[-1] if pending else None
-        if last is not None and last.buf is buf and last.stop == start:
-            last.stop = stop
-        else:
-            pending.append(Segment(buf, start, stop))
-        self._pending_count += stop - start
-        times = self._arrival_time
-        if not times or times[-1] != time_ns:
-            self._arrival_index.append(index)
-            times.append(time_ns)
+        held = self._held
+        stream = held.get(key)
+        if stream is None:
+            # Every held stream must keep a slot for its batch.
+            if 0 <= slots <= len(held):
+                self.dropped += stop - start
+                return
+            stream = held[key] = Held(key, index)
+        stream.hold(buf, start, stop, index, time_ns, self._adds)
 
     def _lay_out(self) -> None:
         """The held tokens at the end: token events if they fit, else even batches."""
-        count = self._pending_count
-        first = self._pending_index
+        held = list(self._held.values())
+        count = sum(h.count for h in held)
         if self.mode == n.MODE_TOKENS and count <= self._batch_slots + self._spare:
-            arrivals = self._arrival_index
-            index = first
-            for seg in self._pending:
-                i = seg.start
-                while i < seg.stop:
-                    k = bisect_right(arrivals, index) - 1
-                    upto = arrivals[k + 1] if k + 1 < len(arrivals) else self._count
-                    j = min(seg.stop, i + upto - index)
-                    self._token_events(seg.buf, i, j, index, self._arrival_time[k])
-                    index += j - i
-                    i = j
+            runs = [(*run, h.key) for h in held for run in h.runs()]
+            runs.sort(key=lambda run: (run[0], run[1]))
+            for time_ns, _, buf, start, stop, index, key in runs:
+                self._token_events(buf, start, stop, index, time_ns, key)
             return
         self.mode = n.MODE_BATCHED
         slots = self._batch_slots
-        size = self._min_batch if slots < 0 else max(self._min_batch, -(-count // slots))
-        batches: list[tuple[int, int, dict[str, AttributeValue]]] = []
-        segments = self._pending
-        s = 0  # the segment being cut, and where in it
-        at = segments[0].start
-        for batch_first in range(first, first + count, size):
-            take = min(size, first + count - batch_first)
-            parts: list[Segment] = []
-            while take:
-                seg = segments[s]
-                piece = min(take, seg.stop - at)
-                parts.append(Segment(seg.buf, at, at + piece))
-                take -= piece
-                at += piece
-                if at == seg.stop and s + 1 < len(segments):
-                    s += 1
-                    at = segments[s].start
-            attributes, logprobs, probabilities = batch_attributes(
-                parts, batch_first, capture=self._capture
-            )
-            batches.append((self._arrival(batch_first), batch_first, attributes))
-            if self._spare:
-                self._keep_least_likely(parts, batch_first, logprobs, probabilities)
+        split = [-1] * len(held) if slots < 0 else shares([h.count for h in held], slots)
+        # (time, arrival order, first index, kind: 0 batch / 1 repeat, what to write)
+        order: list[tuple[int, int, int, int, int]] = []
+        batches: list[dict[str, AttributeValue]] = []
+        for stream, stream_slots in zip(held, split, strict=True):
+            size = self._min_batch
+            if stream_slots > 0:
+                size = max(size, -(-stream.count // stream_slots))
+            marks = _stream_attributes(stream.key, n.TOKENS_CHANNEL, n.TOKENS_CHOICE_INDEX)
+            least = self._spare and stream.key in _LEAST_STREAMS
+            for first, parts in cut(stream, size):
+                attributes, logprobs, probabilities = batch_attributes(
+                    parts, first, capture=self._capture
+                )
+                attributes.update(marks)
+                order.append((*stream.arrival(first), first, 0, len(batches)))
+                batches.append(attributes)
+                if least:
+                    stream.keep_least_likely(
+                        parts,
+                        first,
+                        logprobs,
+                        probabilities,
+                        threshold=self._threshold,
+                        spare=self._spare,
+                    )
+        repeats: list[tuple[Least, StreamKey]] = []
+        room = self._spare
+        by_key = {h.key: h for h in held}
+        for key in _LEAST_STREAMS:  # content first, then the refusal in the room left
+            found = by_key.get(key)
+            if found is not None and room > 0:
+                kept = found.least[:room]
+                room -= len(kept)
+                for entry in kept:
+                    order.append((entry[2], entry[3], entry[1], 1, len(repeats)))
+                    repeats.append((entry, key))
         # In time order, each least likely token after the batch that holds it.
-        order: list[tuple[int, int, int]] = [(t, i, 0) for t, i, _ in batches]
-        order.extend((t, i, 1) for _, i, t, _, _ in self._least)
         order.sort()
-        by_first = {i: attributes for _, i, attributes in batches}
-        rows = {i: (buf, row) for _, i, _, buf, row in self._least}
-        for time_ns, index, kind in order:
+        for time_ns, _, _, kind, which in order:
             if kind == 0:
-                self._add_event(n.EVENT_TOKENS, by_first[index], time_ns)
+                self._add_event(n.EVENT_TOKENS, batches[which], time_ns)
                 self.events_used += 1
             else:
-                buf, row = rows[index]
-                self._token_events(buf, row, row + 1, index, time_ns)
-
-    def _arrival(self, index: int) -> int:
-        """When the held token `index` arrived."""
-        return self._arrival_time[bisect_right(self._arrival_index, index) - 1]
-
-    def _keep_least_likely(
-        self,
-        segments: list[Segment],
-        first: int,
-        logprobs: list[float],
-        probabilities: list[float],
-    ) -> None:
-        """Keep the batch's least likely tokens among the call's, for `close`: the
-        low-confidence ones, lowest first, as many as the spare slots; while there is no
-        low-confidence token, the lowest (`logprobs.min_index` is always one of them)."""
-        threshold = self._threshold
-        # p < threshold leaves out NaN and overflowing logprobs, as the statistics do.
-        found = [(logprobs[j], first + j) for j, p in enumerate(probabilities) if p < threshold]
-        if found:
-            if not self._least_low:  # a low-confidence token is lower than any other
-                self._least_low = True
-                self._least = []
-        elif self._least_low:
-            return
-        else:
-            valid = [lp for lp in logprobs if counted(lp)]
-            if not valid:
-                return
-            lowest = min(valid)
-            found = [(lowest, first + logprobs.index(lowest))]  # the first if tied
-        keep = self._spare if self._least_low else 1
-        new = [
-            (lp, index, self._arrival(index), *_locate(segments, index - first))
-            for lp, index in heapq.nsmallest(keep, found)
-        ]
-        self._least = heapq.nsmallest(keep, [*self._least, *new], key=_by_logprob)
-
-
-def _by_logprob(entry: _Least) -> tuple[float, int]:
-    return entry[0], entry[1]
-
-
-def _locate(segments: list[Segment], offset: int) -> tuple[TokenBuffer, int]:
-    """The buffer and row of the token `offset` places into `segments`."""
-    for seg in segments:
-        size = seg.stop - seg.start
-        if offset < size:
-            return seg.buf, seg.start + offset
-        offset -= size
-    raise IndexError(offset)
+                entry, key = repeats[which]
+                buf, row = entry[4], entry[5]
+                self._token_events(buf, row, row + 1, entry[1], time_ns, key)

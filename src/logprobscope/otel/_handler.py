@@ -10,7 +10,9 @@ from uuid import UUID
 from typing_extensions import Unpack
 
 from .._callbacks import BaseCallbackHandler, Run
+from .._logprobs import ChoiceLogprobs
 from .._messages import AIMessage, AIMessageChunk, BaseMessage
+from .._toolcalls import _ordered
 from ._call import CallTelemetry
 from ._input import ResponseFacts
 from ._telemetry import LogprobTelemetry, TelemetryKwargs
@@ -29,8 +31,9 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
       `chat {model}`, kind CLIENT, child of the context current at that moment, is started
       (never made current) with the request attributes;
     - per streamed chunk: its tokens as `logprobs.token` events timestamped with the chunk's
-      arrival (or `logprobs.tokens` batches, per `events`); non-streamed calls add their
-      tokens when the answer arrives;
+      arrival (or `logprobs.tokens` batches, per `events`), the refusal's tokens marked
+      `logprobs.token.channel = "refusal"`; non-streamed calls add their tokens when the
+      answer arrives;
     - when the call ends, however it ends: the response and `logprobs.*` summary attributes,
       `logprobs.stream.completed` for streams, status ERROR with `error.type` and the
       exception on failure; then the span ends and the metrics are recorded
@@ -89,11 +92,10 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
                 # Known from the first chunk on: observations can be recorded as they come.
                 call.set_response(ResponseFacts(id=metadata.id, model=metadata.model_name))
             logprobs = metadata.logprobs
-            content = logprobs.content if logprobs is not None else None
-            if content is not None:
-                call.add_tokens(content, time_ns=now)  # counts the chunk too
-            else:
+            if logprobs is None or (logprobs.content is None and logprobs.refusal is None):
                 call.add_chunk(time_ns=now)
+                return
+            _add(call, logprobs, now)  # counts the chunk too
         except Exception:
             logger.debug("OpenTelemetry handler: on_llm_new_token failed", exc_info=True)
 
@@ -108,10 +110,9 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             if run.stream:
                 completed = not metadata.incomplete
             elif metadata.logprobs is not None:
-                content = metadata.logprobs.content
-                if content is not None:
-                    call.add_tokens(content, time_ns=time.time_ns())
+                _add(call, metadata.logprobs, time.time_ns())
             usage = message.usage_metadata
+            capture = self.telemetry.capture_content
             call.set_response(
                 ResponseFacts(
                     id=metadata.id,
@@ -119,7 +120,9 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
                     finish_reasons=[metadata.finish_reason] if metadata.finish_reason else None,
                     input_tokens=usage.input_tokens if usage is not None else None,
                     output_tokens=usage.output_tokens if usage is not None else None,
-                    output_text=message.content if self.telemetry.capture_content else None,
+                    output_text=message.content if capture else None,
+                    output_refusal=message.refusal if capture else None,
+                    output_tool_calls=_tool_calls(message) if capture else None,
                 )
             )
         except Exception:
@@ -132,3 +135,27 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         call = self._calls.pop(run.run_id, None)
         if call is not None:
             call.fail(error)
+
+
+def _add(call: CallTelemetry, logprobs: ChoiceLogprobs, now: int) -> None:
+    # One chunk (or answer): the content's tokens, then the refusal's, one arrival.
+    content, refusal = logprobs.content, logprobs.refusal
+    if content is not None:
+        call.add_tokens(content, time_ns=now)
+    if refusal is not None:
+        call.add_tokens(refusal, time_ns=now, channel="refusal", new_chunk=content is None)
+
+
+def _tool_calls(message: AIMessage) -> list[dict[str, object]] | None:
+    # Every call the model made, valid or not, in its order and the wire shape.
+    calls = _ordered(message.tool_calls, message.invalid_tool_calls)
+    if not calls:
+        return None
+    return [
+        {
+            "id": c.id,
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments or ""},
+        }
+        for c in calls
+    ]

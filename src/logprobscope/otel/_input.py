@@ -78,6 +78,10 @@ class ResponseFacts:
         input_tokens: prompt tokens (`gen_ai.usage.input_tokens`, the token usage metric).
         output_tokens: completion tokens (`gen_ai.usage.output_tokens`, likewise).
         output_text: the answer's text; `gen_ai.output.messages` with content capture only.
+        output_refusal: the model's refusal text, likewise (a `refusal` part).
+        output_tool_calls: the answer's tool calls in the OpenAI wire shape
+            (`{"id", "type": "function", "function": {"name", "arguments"}}`), likewise
+            (`tool_call` parts).
 
     Raises:
         TypeError: `finish_reasons` is a single string instead of a sequence of them.
@@ -89,6 +93,8 @@ class ResponseFacts:
     input_tokens: int | None = None
     output_tokens: int | None = None
     output_text: str | None = None
+    output_refusal: str | None = None
+    output_tool_calls: Sequence[Mapping[str, object]] | None = None
 
     def __post_init__(self) -> None:
         reasons = self.finish_reasons
@@ -96,6 +102,9 @@ class ResponseFacts:
             raise TypeError("finish_reasons takes a sequence of strings, not one string")
         if reasons is not None and not isinstance(reasons, tuple):
             object.__setattr__(self, "finish_reasons", tuple(reasons))  # a frozen value
+        calls = self.output_tool_calls
+        if calls is not None and not isinstance(calls, tuple):
+            object.__setattr__(self, "output_tool_calls", tuple(calls))
 
 
 def _list(value: object) -> object:

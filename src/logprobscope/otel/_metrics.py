@@ -142,6 +142,8 @@ class CallMetrics:
         attributes: the call's metric attributes, the response model aside.
         context: the context of the per-call observations (exemplars link to the span).
         start_perf: the call's start on the `perf_counter_ns` clock.
+        owned: False for a call recorded on another instrumentation's span, whose owner
+            records the `gen_ai.client.*` metrics: only the `logprobs.*` ones are recorded.
     """
 
     __slots__ = (
@@ -154,6 +156,7 @@ class CallMetrics:
         "start_perf",
         "first_chunk_perf",
         "_last_chunk_perf",
+        "_owned",
     )
 
     def __init__(
@@ -162,7 +165,10 @@ class CallMetrics:
         attributes: dict[str, AttributeValue],
         context: Context,
         start_perf: int,
+        *,
+        owned: bool = True,
     ) -> None:
+        self._owned = owned
         self._instruments = instruments
         self._attrs = attributes
         self._model_attrs: dict[str, AttributeValue] | None = None
@@ -217,7 +223,7 @@ class CallMetrics:
             for p in probabilities:
                 record(p, attrs, context)
         times = self._chunk_times
-        if times:
+        if times and self._owned:
             self._chunk_times = array("d")
             record = instruments.time_per_output_chunk.record
             for seconds in times:
@@ -239,6 +245,10 @@ class CallMetrics:
             return
         attrs = self._attributes(response.model)
         context = self._context
+        if not self._owned:
+            self._flush(response.model)
+            _record_figures(instruments, summary, attrs, context)
+            return
         duration_attrs = attrs
         if error is not None:
             duration_attrs = {**attrs, n.ERROR_TYPE: error_type(error)}
@@ -259,15 +269,25 @@ class CallMetrics:
         if stream and first_chunk is not None:
             instruments.time_to_first_chunk.record(first_chunk, attrs, context)
         self._flush(response.model)
-        if summary.sum is not None:
-            # Histograms take finite values only: an infinite perplexity (a -inf logprob
-            # or an underflowing mean) stays on the span and is not observed here.
-            perplexity = cast(float, summary.perplexity)
-            if math.isfinite(perplexity):
-                instruments.perplexity.record(perplexity, attrs, context)
-            min_p = probability(cast(float, summary.min))
-            if math.isfinite(min_p):
-                instruments.min_probability.record(min_p, attrs, context)
-            if summary.entropy_mean is not None and math.isfinite(summary.entropy_mean):
-                instruments.entropy.record(max(0.0, summary.entropy_mean), attrs, context)
-            instruments.low_confidence.add(summary.low_confidence_count, attrs, context)
+        _record_figures(instruments, summary, attrs, context)
+
+
+def _record_figures(
+    instruments: Instruments,
+    summary: LogprobSummary,
+    attrs: dict[str, AttributeValue],
+    context: Context,
+) -> None:
+    """The per-response logprob figures."""
+    if summary.sum is not None:
+        # Histograms take finite values only: an infinite perplexity (a -inf logprob
+        # or an underflowing mean) stays on the span and is not observed here.
+        perplexity = cast(float, summary.perplexity)
+        if math.isfinite(perplexity):
+            instruments.perplexity.record(perplexity, attrs, context)
+        min_p = probability(cast(float, summary.min))
+        if math.isfinite(min_p):
+            instruments.min_probability.record(min_p, attrs, context)
+        if summary.entropy_mean is not None and math.isfinite(summary.entropy_mean):
+            instruments.entropy.record(max(0.0, summary.entropy_mean), attrs, context)
+        instruments.low_confidence.add(summary.low_confidence_count, attrs, context)

@@ -155,11 +155,22 @@ class _PrometheusServer:
                 "prometheus-client: pip install 'logprobscope[prometheus]'"
             ) from exc
         registry = CollectorRegistry()
+        reader: MetricReader | None = None
         try:
-            self.reader: MetricReader = PrometheusMetricReader(registry=registry)
-        except TypeError:  # an exporter without `registry`: the process-wide registry
-            registry = REGISTRY
-            self.reader = PrometheusMetricReader()
+            # Histogram buckets carry exemplars (trace and span ids) in the OpenMetrics format.
+            from ._exemplars import ExemplarPrometheusReader
+
+            reader = ExemplarPrometheusReader(registry=registry)
+        except Exception:  # another exporter version: the stock reader, without exemplars
+            logger.debug("the Prometheus endpoint serves no exemplars", exc_info=True)
+            registry = CollectorRegistry()
+        if reader is None:
+            try:
+                reader = PrometheusMetricReader(registry=registry)
+            except TypeError:  # an exporter without `registry`: the process-wide registry
+                registry = REGISTRY
+                reader = PrometheusMetricReader()
+        self.reader: MetricReader = reader
         self._server, self._thread = start_http_server(port, addr=host, registry=registry)
         self.port: int = int(self._server.server_port)
 

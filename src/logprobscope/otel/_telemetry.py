@@ -15,7 +15,7 @@ from typing import TypedDict, get_args
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.trace import TracerProvider
+from opentelemetry.trace import Span, TracerProvider
 from typing_extensions import Unpack
 
 from .. import _contract as n
@@ -188,6 +188,7 @@ class LogprobTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None = None,
         context: Context | None = None,
         start_time_ns: int | None = None,
+        span: Span | None = None,
     ) -> CallTelemetry:
         """Start the span `chat {model}` (kind CLIENT) for one call; return its recorder.
 
@@ -202,6 +203,14 @@ class LogprobTelemetry:
 
         The recorder is also a context manager (`with telemetry.start_call(...) as call:`)
         that ends the call when the block ends; see `CallTelemetry`.
+
+        `span`: another instrumentation's open span for this very call (see
+        `logprobscope._neighbours`). Then no span is started: our request attributes
+        (`logprobs.enabled`, `logprobs.top_logprobs`, the threshold), the token events and
+        the `logprobs.*` summary attributes go on that span, which its owner names, sets
+        the status of and ends; only the `logprobs.*` metrics are recorded (the owner records
+        `gen_ai.client.*`). If the owner ends the span before this call ends, our part is
+        finished just before (a stream as not completed), so nothing is set on an ended span.
         """
         try:
             return CallTelemetry(
@@ -215,6 +224,7 @@ class LogprobTelemetry:
                 input_messages=input_messages,
                 context=context,
                 start_time_ns=start_time_ns,
+                span=span,
             )
         except Exception:
             logger.warning("starting the telemetry of a model call failed", exc_info=True)

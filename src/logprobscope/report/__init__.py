@@ -15,6 +15,7 @@ from ._html import render_html, write_html
 from ._records import (
     Alternative,
     AttributeValue,
+    FieldRecord,
     ModelCall,
     TokenRecord,
     TraceFormatError,
@@ -24,6 +25,7 @@ from ._records import (
 __all__ = [
     "Alternative",
     "AttributeValue",
+    "FieldRecord",
     "ModelCall",
     "OTLPJsonFileSpanExporter",
     "TokenRecord",

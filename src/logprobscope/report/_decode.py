@@ -30,6 +30,7 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 )
 
 from .. import _contract as n
+from ._field_events import read_fields
 from ._records import AttributeValue, ModelCall, TraceFormatError, TraceSet
 from ._tokens import SpanEvent, reassemble
 from ._values import (
@@ -335,6 +336,7 @@ def _build_call(
 ) -> ModelCall:
     k = attributes.get(n.LOGPROBS_TOP_LOGPROBS)
     top_k = k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else None
+    tokens, other_tokens = reassemble(events, top_k=top_k)
     return ModelCall(
         trace_id=trace_id,
         span_id=span_id,
@@ -348,7 +350,9 @@ def _build_call(
         attributes=attributes,
         resource=resource,
         scope=scope,
-        tokens=reassemble(events, top_k=top_k),
+        tokens=tokens,
+        other_tokens=other_tokens,
+        fields=read_fields(events),
         exception=_exception(events),
         dropped_events=dropped_events,
         source=source,

@@ -30,6 +30,7 @@ from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
 from .. import _contract as n
 from .._figures import least_likely, probability
+from ._fields_table import render_fields
 from ._format import (
     BUCKETS,
     bucket,
@@ -42,7 +43,7 @@ from ._format import (
     token_label,
     token_name,
 )
-from ._records import ModelCall
+from ._records import ModelCall, TokenRecord
 from ._timeline import render_timeline
 
 __all__ = ["render_html", "write_html"]
@@ -76,17 +77,29 @@ def _gap(missing: int) -> str:
     )
 
 
-def _render_tokens(call: ModelCall, call_no: int) -> str:
-    if not call.tokens:
+def _render_tokens(
+    call: ModelCall,
+    call_no: int,
+    tokens: Sequence[TokenRecord] | None = None,
+    count: int | None = None,
+    stream: str | None = None,
+) -> str:
+    # Choice 0's content by default; `stream` names another list of the page's data.
+    if tokens is None:
+        tokens, count = call.tokens, call.token_count
+    if not tokens and stream is None and call.refusal_tokens:
+        return '<p class="muted">No content tokens: the model refused (below).</p>'
+    if not tokens:
         mode = call.events_mode or "unknown"
         return (
             '<p class="muted">No token events in this span (events mode: '
             f"{escape(mode)}): the summary attributes are all there is.</p>"
         )
     threshold = call.low_confidence_threshold
-    parts = [f'<div class="tokens" data-call="{call_no}">']
+    holder = f' data-stream="{stream}"' if stream else ""
+    parts = [f'<div class="tokens" data-call="{call_no}"{holder}>']
     expected = 0
-    for k, token in enumerate(call.tokens):
+    for k, token in enumerate(tokens):
         if token.index > expected:
             parts.append(_gap(token.index - expected))
         expected = token.index + 1
@@ -103,10 +116,27 @@ def _render_tokens(call: ModelCall, call_no: int) -> str:
             f'<span class="{" ".join(classes)}" tabindex="0" data-k="{k}" '
             f'aria-describedby="lps-tip">{escape(token_label(token))}</span>'
         )
-    if call.token_count > expected:
-        parts.append(_gap(call.token_count - expected))
+    if (count or 0) > expected:
+        parts.append(_gap((count or 0) - expected))
     parts.append("</div>")
     return "".join(parts)
+
+
+def _refusal(call: ModelCall, call_no: int) -> str:
+    if not call.refusal_tokens and not call.refusal_token_count:
+        return ""
+    figures = call.refusal_figures
+    perplexity = figures.get(n.LOGPROBS_PERPLEXITY)
+    lowest = figures.get(n.LOGPROBS_MIN)
+    facts = [f"{call.refusal_token_count} tokens"]
+    if perplexity is not None:
+        facts.append(f"perplexity {fmt(float(perplexity))}")
+    if lowest is not None:
+        facts.append(f"min p {fmt_p(probability(float(lowest)))}")
+    tokens = _render_tokens(
+        call, call_no, call.refusal_tokens, call.refusal_token_count, stream="refusal"
+    )
+    return f'<h3>Refusal</h3><p class="muted">{escape(" · ".join(facts))}</p>{tokens}'
 
 
 def _least_likely_table(call: ModelCall) -> str:
@@ -144,6 +174,11 @@ def _summary(call: ModelCall) -> str:
     if call.response_model and call.response_model != call.model:
         add("response model", call.response_model)
     add("tokens", call.token_count)
+    if call.refusal_token_count:
+        add("refusal tokens", call.refusal_token_count)
+    others = call.attr_int(n.LOGPROBS_OTHER_CHOICES_TOKEN_COUNT)
+    if others:
+        add("other choices' tokens", others)
     add("perplexity", fmt(call.perplexity))
     add("mean logprob", fmt_lp(call.mean_logprob))
     total = call.sum_logprob
@@ -242,7 +277,7 @@ def _badges(call: ModelCall) -> str:
         badges.append('<span class="badge err">incomplete</span>')
     if call.status_code == "ERROR":
         badges.append('<span class="badge err">error</span>')
-    if call.tokens and not call.content_captured:
+    if (call.tokens or call.other_tokens) and not call.content_captured:
         badges.append('<span class="badge">no content capture</span>')
     return "".join(badges)
 
@@ -253,6 +288,8 @@ def _call_section(call: ModelCall, call_no: int) -> str:
         f'<h2 id="call-{call_no}-h">{call_no + 1}. {escape(call.name)}{_badges(call)}</h2>'
         f"{_summary(call)}"
         f"<h3>Tokens</h3>{_render_tokens(call, call_no)}"
+        f"{_refusal(call, call_no)}"
+        f"{render_fields(call)}"
         f"{render_timeline(call, call_no)}"
         f"{_least_likely_table(call)}"
         f"{_messages(call)}"
@@ -298,23 +335,28 @@ def _legend() -> str:
     )
 
 
+def _rows(call: ModelCall, tokens: Sequence[TokenRecord]) -> list[list[object]]:
+    return [
+        [
+            t.index,
+            json_number(t.logprob),
+            literal(t.text),
+            None
+            if t.time_unix_nano is None
+            else round((t.time_unix_nano - call.start_unix_nano) / 1e6, 3),
+            [[literal(a.token), json_number(a.logprob)] for a in t.alternatives],
+        ]
+        for t in tokens
+    ]
+
+
 def _data(calls: Sequence[ModelCall]) -> str:
     payload = {
         "calls": [
             {
                 "threshold": call.low_confidence_threshold,
-                "tokens": [
-                    [
-                        t.index,
-                        json_number(t.logprob),
-                        literal(t.text),
-                        None
-                        if t.time_unix_nano is None
-                        else round((t.time_unix_nano - call.start_unix_nano) / 1e6, 3),
-                        [[literal(a.token), json_number(a.logprob)] for a in t.alternatives],
-                    ]
-                    for t in call.tokens
-                ],
+                "tokens": _rows(call, call.tokens),
+                "refusal": _rows(call, call.refusal_tokens),
             }
             for call in calls
         ]

@@ -13,6 +13,7 @@ from .._figures import probability, summarize, summary_attributes
 __all__ = [
     "Alternative",
     "AttributeValue",
+    "FieldRecord",
     "ModelCall",
     "TokenRecord",
     "TraceFormatError",
@@ -49,6 +50,8 @@ class TokenRecord:
 
     `text` and `bytes` are None when content capture was off. `time_unix_nano` is the
     timestamp of the event that carried the token (for a stream: when its chunk arrived).
+    `channel` ("content" or "refusal") and `choice` say which stream it belongs to; `index`
+    counts within that stream.
     """
 
     index: int
@@ -57,10 +60,35 @@ class TokenRecord:
     bytes: tuple[int, ...] | None = None
     alternatives: tuple[Alternative, ...] = ()
     time_unix_nano: int | None = None
+    channel: str = n.CHANNEL_CONTENT
+    choice: int = 0
 
     @property
     def probability(self) -> float:
         """exp(logprob)."""
+        return probability(self.logprob)
+
+
+@dataclass(frozen=True)
+class FieldRecord:
+    """One leaf value of a structured answer, from its ``logprobs.field`` event.
+
+    `alternatives` are given for booleans and schema enums (their texts only with content
+    capture); `value` is the value as JSON text, with content capture only.
+    """
+
+    path: str
+    logprob: float
+    min_probability: float
+    token_start: int
+    token_stop: int
+    alternatives: tuple[Alternative, ...] | None = None
+    alternatives_token: int | None = None
+    value: str | None = None
+
+    @property
+    def probability(self) -> float:
+        """The joint probability of the value's tokens, exp(logprob)."""
         return probability(self.logprob)
 
 
@@ -71,6 +99,10 @@ class ModelCall:
     Each figure (`perplexity`, `mean_logprob`, ...) is the span's summary attribute when it
     has one, else computed from the tokens when the trace holds all of them, by the rules
     the writer follows (`logprobscope._figures`), else None.
+
+    `tokens` are choice 0's content tokens (what the figures describe); `other_tokens` those
+    of every other stream (choice 0's refusal, other choices), each marked with its channel
+    and choice. `fields` are the structured answer's ``logprobs.field`` events.
     """
 
     trace_id: str
@@ -86,6 +118,8 @@ class ModelCall:
     resource: Mapping[str, AttributeValue] = field(default_factory=dict)
     scope: str = ""
     tokens: tuple[TokenRecord, ...] = ()
+    other_tokens: tuple[TokenRecord, ...] = ()
+    fields: tuple[FieldRecord, ...] = ()
     exception: str | None = None
     dropped_events: int = 0
     source: str = ""
@@ -151,8 +185,10 @@ class ModelCall:
 
     @property
     def content_captured(self) -> bool:
-        """Whether the trace holds the token texts."""
-        return any(t.text is not None for t in self.tokens)
+        """Whether the trace holds the token texts (of any stream)."""
+        return any(t.text is not None for t in self.tokens) or any(
+            t.text is not None for t in self.other_tokens
+        )
 
     @property
     def events_mode(self) -> str | None:
@@ -236,6 +272,56 @@ class ModelCall:
     def margin_mean(self) -> float | None:
         """Mean margin p(top1) − p(top2) (``logprobs.margin.mean``)."""
         return self._float_figure(n.LOGPROBS_MARGIN_MEAN)
+
+    # -- the refusal and the fields -------------------------------------------------------
+
+    @property
+    def refusal_tokens(self) -> tuple[TokenRecord, ...]:
+        """Choice 0's refusal tokens, in index order."""
+        return tuple(
+            t for t in self.other_tokens if t.channel == n.CHANNEL_REFUSAL and t.choice == 0
+        )
+
+    @property
+    def refusal_token_count(self) -> int:
+        """Choice 0's refusal tokens (the attribute, else the tokens recorded)."""
+        count = self.attr_int(n.LOGPROBS_REFUSAL_TOKEN_COUNT)
+        return count if count is not None else len(self.refusal_tokens)
+
+    @cached_property
+    def refusal_figures(self) -> dict[str, float | int]:
+        """The refusal's summary under the content's names (``logprobs.sum``, ...): the
+        span's ``logprobs.refusal.*`` attributes, else computed from complete tokens."""
+        out: dict[str, float | int] = {}
+        for content, refusal in n.REFUSAL_SUMMARY.items():
+            value = self.attributes.get(refusal)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[content] = value
+        tokens = self.refusal_tokens
+        complete = len(tokens) == self.refusal_token_count and all(
+            t.index == i for i, t in enumerate(tokens)
+        )
+        if tokens and complete:
+            computed = summary_attributes(
+                summarize(
+                    [t.logprob for t in tokens],
+                    top_logprobs=[[a.logprob for a in t.alternatives] for t in tokens],
+                    low_confidence_threshold=self.low_confidence_threshold,
+                )
+            )
+            for key, value in computed.items():
+                out.setdefault(key, value)
+        return out
+
+    @property
+    def fields_complete(self) -> bool | None:
+        """Whether the structured answer's JSON was complete (``logprobs.fields.complete``)."""
+        return self.attr_bool(n.LOGPROBS_FIELDS_COMPLETE)
+
+    @property
+    def fields_dropped(self) -> int:
+        """Field events left out for lack of room (``logprobs.fields.dropped``)."""
+        return self.attr_int(n.LOGPROBS_FIELDS_DROPPED) or 0
 
     @property
     def time_to_first_chunk_s(self) -> float | None:

@@ -1,14 +1,15 @@
 """A span's ``logprobs.token`` and ``logprobs.tokens`` events back to its tokens, in order.
 
-Token events carry one token each (its index, or the event's position among them when the
-index is missing); batch events carry a run of tokens from ``logprobs.tokens.start_index``,
-with the alternatives row-major, k per token. Tokens are keyed by index: an index seen twice
-keeps the record with text over one without (content capture), then a batch's over a token
-event's (a batched call repeats its least likely tokens as token events; keeping the batch's
-record keeps a batch's tokens together on the timeline, in whatever order the events come),
-else the first. Older and newer layouts read alike:
-``logprobs.tokens.first_index``, ``last_index`` and ``lines`` and
-``logprobs.token.probability`` only repeat, for people, what the other fields say.
+Token events carry one token each (its index, or the event's position among its stream's
+token events when the index is missing); batch events carry a run of tokens from
+``logprobs.tokens.start_index``, with the alternatives row-major, k per token. Each event
+belongs to a stream: its ``channel`` and ``choice_index`` attributes, absent for choice 0's
+content. Tokens are keyed by stream and index: an index seen twice keeps the record with text
+over one without (content capture), then a batch's over a token event's (a batched call
+repeats its least likely tokens as token events; keeping the batch's record keeps a batch's
+tokens together on the timeline, in whatever order the events come), else the first. Older
+and newer layouts read alike: ``logprobs.tokens.first_index``, ``last_index`` and ``lines``
+and ``logprobs.token.probability`` only repeat, for people, what the other fields say.
 """
 
 from __future__ import annotations
@@ -32,44 +33,71 @@ class SpanEvent:
     attributes: dict[str, AttributeValue]
 
 
-def reassemble(events: Iterable[SpanEvent], *, top_k: int | None) -> tuple[TokenRecord, ...]:
-    """The tokens the events carry, in index order (gaps stay gaps).
+_Key = tuple[int, int, int]  # (choice, channel: 0 content / 1 refusal / 2 other, index)
 
+
+def reassemble(
+    events: Iterable[SpanEvent], *, top_k: int | None
+) -> tuple[tuple[TokenRecord, ...], tuple[TokenRecord, ...]]:
+    """(choice 0's content tokens, every other stream's tokens), each in index order.
+
+    Gaps stay gaps. The other streams come by choice, the content before the refusal.
     `top_k` (the span's ``logprobs.top_logprobs``) splits batch events' alternatives into
     rows; without it the row length is inferred.
 
     Raises:
-        Malformed: an event lacks a logprob, or its arrays do not line up.
+        Malformed: an event lacks a logprob, its arrays do not line up, or its choice index
+            is not an integer.
     """
-    tokens: dict[int, TokenRecord] = {}
-    batched: set[int] = set()  # indexes whose record came from a batch event
-    ordinal = 0
+    tokens: dict[_Key, TokenRecord] = {}
+    batched: set[_Key] = set()  # keys whose record came from a batch event
+    ordinals: dict[tuple[str, int], int] = {}
     for event in events:
         if event.name == n.EVENT_TOKEN:
-            _keep(tokens, batched, _token_event(event, ordinal), from_batch=False)
-            ordinal += 1
+            stream = _stream(event.attributes, n.TOKEN_CHANNEL, n.TOKEN_CHOICE_INDEX)
+            ordinal = ordinals.get(stream, 0)
+            ordinals[stream] = ordinal + 1
+            _keep(tokens, batched, _token_event(event, ordinal, stream), from_batch=False)
         elif event.name == n.EVENT_TOKENS:
-            for record in _tokens_event(event, top_k):
+            stream = _stream(event.attributes, n.TOKENS_CHANNEL, n.TOKENS_CHOICE_INDEX)
+            for record in _tokens_event(event, top_k, stream):
                 _keep(tokens, batched, record, from_batch=True)
-    return tuple(tokens[i] for i in sorted(tokens))
+    content: list[TokenRecord] = []
+    others: list[TokenRecord] = []
+    for key in sorted(tokens):
+        record = tokens[key]
+        (content if key[:2] == (0, 0) else others).append(record)
+    return tuple(content), tuple(others)
+
+
+def _stream(attributes: dict[str, AttributeValue], channel: str, choice: str) -> tuple[str, int]:
+    value = attributes.get(channel)
+    name = n.CHANNEL_CONTENT if value is None else str(value)
+    number = attributes.get(choice)
+    return name, 0 if number is None else as_int(number, choice)
 
 
 def _keep(
-    tokens: dict[int, TokenRecord], batched: set[int], record: TokenRecord, *, from_batch: bool
+    tokens: dict[_Key, TokenRecord],
+    batched: set[_Key],
+    record: TokenRecord,
+    *,
+    from_batch: bool,
 ) -> None:
-    index = record.index
-    old = tokens.get(index)
+    rank = n.CHANNELS.index(record.channel) if record.channel in n.CHANNELS else len(n.CHANNELS)
+    key = (record.choice, rank, record.index)
+    old = tokens.get(key)
     if old is not None:
         if (old.text is None) == (record.text is None):
-            if not from_batch or index in batched:
+            if not from_batch or key in batched:
                 return  # the first, or a batch's record over a token event's
         elif record.text is None:
             return  # the text wins
-    tokens[index] = record
+    tokens[key] = record
     if from_batch:
-        batched.add(index)
+        batched.add(key)
     else:
-        batched.discard(index)
+        batched.discard(key)
 
 
 def _floats(value: AttributeValue, what: str) -> list[float]:
@@ -88,7 +116,7 @@ def _strings(value: AttributeValue) -> list[str] | None:
     return [v if isinstance(v, str) else str(v) for v in value]
 
 
-def _token_event(event: SpanEvent, ordinal: int) -> TokenRecord:
+def _token_event(event: SpanEvent, ordinal: int, stream: tuple[str, int]) -> TokenRecord:
     a = event.attributes
     index = a.get(n.TOKEN_INDEX)
     logprob = a.get(n.TOKEN_LOGPROB)
@@ -108,6 +136,8 @@ def _token_event(event: SpanEvent, ordinal: int) -> TokenRecord:
         bytes=byte_values,
         alternatives=_alternatives(tops, top_tokens),
         time_unix_nano=event.time_unix_nano or None,
+        channel=stream[0],
+        choice=stream[1],
     )
 
 
@@ -121,7 +151,9 @@ def _alternatives(
     return tuple(out)
 
 
-def _tokens_event(event: SpanEvent, top_k: int | None) -> Iterable[TokenRecord]:
+def _tokens_event(
+    event: SpanEvent, top_k: int | None, stream: tuple[str, int]
+) -> Iterable[TokenRecord]:
     a = event.attributes
     start = as_int(a.get(n.TOKENS_START_INDEX), n.TOKENS_START_INDEX)
     logprobs = _floats(a.get(n.TOKENS_LOGPROBS), n.TOKENS_LOGPROBS)
@@ -148,4 +180,6 @@ def _tokens_event(event: SpanEvent, top_k: int | None) -> Iterable[TokenRecord]:
             text=texts[i] if texts is not None and i < len(texts) else None,
             alternatives=_alternatives(row, row_tokens),
             time_unix_nano=event.time_unix_nano or None,
+            channel=stream[0],
+            choice=stream[1],
         )

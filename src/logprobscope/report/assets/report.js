@@ -30,7 +30,8 @@
     var holder = target.closest("[data-call]");
     if (!holder) { return; }
     var call = data.calls[Number(holder.getAttribute("data-call"))];
-    var row = call && call.tokens[Number(target.getAttribute("data-k"))];
+    var rows = call && (holder.getAttribute("data-stream") === "refusal" ? call.refusal : call.tokens);
+    var row = rows && rows[Number(target.getAttribute("data-k"))];
     if (!row) { return; }
     // Token texts come as quoted literals, made printable by the page's generator.
     var index = row[0], lp = num(row[1]), name = row[2], ms = row[3], alts = row[4];

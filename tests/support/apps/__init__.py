@@ -1,0 +1,1 @@
+"""Apps that know nothing of logprobscope, run under `opentelemetry-instrument` by the tests."""
