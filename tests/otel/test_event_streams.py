@@ -183,3 +183,49 @@ def test_tokens_mode_switch_splits_a_stream_at_the_budget() -> None:
     assert names[107:] == [(TOKENS, REFUSAL)] * 12 + [(TOKEN, REFUSAL)]
     assert covered(recorder) == {CONTENT: list(range(100)), REFUSAL: list(range(200))}
     assert writer.mode == "batched"
+
+
+def test_held_tokens_of_several_streams_that_fit_are_token_events_in_arrival_order() -> None:
+    writer, recorder = make("tokens", 128)
+    buf = plain(120)
+    writer.add(buf, 0, 100, T0)
+    writer.add(buf, 100, 110, T0 + 1, REFUSAL)  # 7 token events, 3 held
+    writer.add(buf, 110, 120, T0 + 2)  # held
+    writer.close()
+    tail = [
+        (stream_of(name, a), a["logprobs.token.index"], ts) for name, a, ts in recorder.events[107:]
+    ]
+    assert tail == [
+        *((REFUSAL, i, T0 + 1) for i in range(7, 10)),
+        *((CONTENT, i, T0 + 2) for i in range(100, 110)),
+    ]
+    assert recorder.names() == [TOKEN] * 120
+    assert writer.mode == "tokens"
+
+
+def test_the_batch_slots_are_shared_in_proportion_to_each_streams_tokens() -> None:
+    writer, recorder = make("tokens", 128)
+    buf = plain(1007)
+    writer.add(buf, 0, 107, T0)  # the token events' share
+    writer.add(buf, 107, 707, T0 + 1)  # 600 content tokens held
+    writer.add(buf, 707, 1007, T0 + 2, OTHER)  # 300 of choice 1
+    writer.close()
+    batches = [
+        (stream_of(name, a), a["logprobs.tokens.start_index"], len(a["logprobs.tokens.logprobs"]))
+        for name, a, _ in recorder.events
+        if name == TOKENS
+    ]
+    # 12 slots: one each, the other 10 as 600 : 300 (6.67 and 3.33, the larger remainder
+    # first): 8 batches of 75 and 4 of 75.
+    assert batches == [(CONTENT, 107 + 75 * b, 75) for b in range(8)] + [
+        (OTHER, 75 * b, 75) for b in range(4)
+    ]
+    # The least likely repeated are choice 0's content's (tokens 694.. are below p = 0.5).
+    repeats = [
+        (stream_of(name, a), a["logprobs.token.index"])
+        for name, a, _ in recorder.events[107:]
+        if name == TOKEN
+    ]
+    assert repeats == [(CONTENT, i) for i in range(699, 707)]
+    assert len(recorder.events) == 127
+    assert covered(recorder) == {CONTENT: list(range(707)), OTHER: list(range(300))}
