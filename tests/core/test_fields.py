@@ -434,7 +434,8 @@ def values_of(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         optional = {k: values_of(s) for k, s in props.items() if k not in schema["required"]}
         return st.fixed_dictionaries(required, optional=optional)
     return {
-        "string": st.text(max_size=8) | st.text(st.characters(min_codepoint=0x80), max_size=4),
+        "string": st.text(max_size=8)
+        | st.text(st.characters(min_codepoint=0x80, codec="utf-8"), max_size=4),
         "integer": st.integers(),
         "number": st.floats(allow_nan=False, allow_infinity=False),
         "boolean": st.booleans(),
@@ -603,7 +604,7 @@ def test_every_leaf_of_a_random_document_is_found_with_its_tokens(
     check_every_leaf(case, data)
 
 
-NON_ASCII = st.text(st.characters(min_codepoint=0x80), min_size=1, max_size=4)
+NON_ASCII = st.text(st.characters(min_codepoint=0x80, codec="utf-8"), min_size=1, max_size=4)
 
 
 @st.composite

@@ -1,11 +1,12 @@
-"""otel-collector.yaml, the Jaeger compose example, its prometheus.yml and README agree.
+"""otel-collector.yaml, the Jaeger compose example, its configurations and README agree.
 
 Docker does not run in CI: the files are parsed and cross-checked instead (pipelines only
-reference defined components; ports, hosts and paths line up across the four files).
+reference defined components; ports, hosts and paths line up across the files).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ EXAMPLE = ROOT / "examples" / "jaeger"
 COMPOSE = EXAMPLE / "docker-compose.yml"
 PROMETHEUS = EXAMPLE / "prometheus.yml"
 README = EXAMPLE / "README.md"
+JAEGER_CONFIG = EXAMPLE / "jaeger.yaml"
+JAEGER_UI_CONFIG = EXAMPLE / "jaeger-ui.json"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -101,6 +104,34 @@ def test_compose_services_images_and_mounts(compose: dict[str, Any]) -> None:
     [(source, target)] = prom_mounts.items()
     assert (COMPOSE.parent / source).resolve() == PROMETHEUS
     assert f"--config.file={target}" in prometheus["command"]
+
+
+def test_jaeger_runs_with_the_shipped_configurations(
+    collector: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    jaeger = compose["services"]["jaeger"]
+    # useOpenTelemetryTerms needs a UI of 2.14 or later (Jaeger 2.19.0 bundles UI 2.19.0).
+    minor = int(jaeger["image"].split(":")[1].split(".")[1])
+    assert minor >= 14
+    mounts = dict(str(v).split(":")[:2] for v in jaeger["volumes"])
+    targets = {(COMPOSE.parent / source).resolve(): target for source, target in mounts.items()}
+    assert set(targets) == {JAEGER_CONFIG, JAEGER_UI_CONFIG}
+    command = jaeger["command"]
+    assert command[command.index("--config") + 1] == targets[JAEGER_CONFIG]
+    config = _load(JAEGER_CONFIG)
+    assert config["extensions"]["jaeger_query"]["ui"]["config_file"] == targets[JAEGER_UI_CONFIG]
+    storage = config["extensions"]["jaeger_query"]["storage"]["traces"]
+    assert storage in config["extensions"]["jaeger_storage"]["backends"]
+    assert config["exporters"]["jaeger_storage_exporter"]["trace_storage"] == storage
+    assert set(config["service"]["extensions"]) == set(config["extensions"])
+    [pipeline] = config["service"]["pipelines"].values()
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(pipeline[kind]) == set(config[kind]), kind
+    # The collector's exporter reaches this receiver.
+    _, _, port = collector["exporters"]["otlp/jaeger"]["endpoint"].partition(":")
+    assert _port(config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]) == int(port)
+    ui = json.loads(JAEGER_UI_CONFIG.read_text())
+    assert ui["useOpenTelemetryTerms"] is True and ui["topTagPrefixes"]
 
 
 def test_file_exporter_writes_into_a_mounted_directory(

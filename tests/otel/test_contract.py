@@ -89,13 +89,18 @@ SPAN_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 TOKEN_EVENT_TYPES: dict[str, type] = {
     "logprobs.token.index": int,
+    "logprobs.token.line": str,
     "logprobs.token.logprob": float,
+    "logprobs.token.probability": float,
     "logprobs.token.top_logprobs": tuple,
     "logprobs.token.text": str,
     "logprobs.token.bytes": tuple,
     "logprobs.token.top_tokens": tuple,
 }
 BATCH_EVENT_TYPES: dict[str, type] = {
+    "logprobs.tokens.first_index": int,
+    "logprobs.tokens.last_index": int,
+    "logprobs.tokens.lines": tuple,
     "logprobs.tokens.start_index": int,
     "logprobs.tokens.logprobs": tuple,
     "logprobs.tokens.top_logprobs": tuple,
@@ -183,10 +188,15 @@ def test_stream_span_names_types_and_values(
         _check_types(event.attributes, TOKEN_EVENT_TYPES)  # type: ignore[arg-type]
         assert set(event.attributes or {}) == {
             "logprobs.token.index",
+            "logprobs.token.line",
             "logprobs.token.logprob",
+            "logprobs.token.probability",
             "logprobs.token.top_logprobs",
         }
     tokens = reassemble(span.events)
+    assert [(e.attributes or {})["logprobs.token.probability"] for e in span.events] == [
+        round(math.exp(lp), 4) for lp in logprobs
+    ]
     assert [t.logprob for t in tokens] == logprobs
     assert [t.top_logprobs for t in tokens] == [
         tuple(a["logprob"] for a in e["top_logprobs"]) for e in entries

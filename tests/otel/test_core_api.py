@@ -172,10 +172,11 @@ def test_every_shape_of_tokens_gives_the_same_telemetry(
                 "logprobs.token",
                 {
                     "logprobs.token.index": 0,
+                    "logprobs.token.line": "p=0.7788 'Hé'",
                     "logprobs.token.logprob": -0.25,
+                    "logprobs.token.probability": 0.7788,
                     "logprobs.token.top_logprobs": (-0.25, -1.5),
-                    "logprobs.token.text": "Hé",
-                    "logprobs.token.bytes": (72, 195, 169),
+                    "logprobs.token.text": "Hé",  # bytes [72, 195, 169]: its UTF-8, not repeated
                     "logprobs.token.top_tokens": ("Hé", "Yo"),
                 },
             ),
@@ -183,16 +184,21 @@ def test_every_shape_of_tokens_gives_the_same_telemetry(
                 "logprobs.token",
                 {
                     "logprobs.token.index": 1,
+                    "logprobs.token.line": "p=0.1353 '!'",
                     "logprobs.token.logprob": -2.0,
+                    "logprobs.token.probability": 0.1353,
                     "logprobs.token.text": "!",
                 },
             ),
         ]
     else:
-        [(name, batch)] = events_seen
+        [(name, batch), (least_name, least)] = events_seen
         assert name == "logprobs.tokens"
         assert batch["logprobs.tokens.logprobs"] == (-0.25, -2.0)
         assert batch["logprobs.tokens.texts"] == ("Hé", "!")
+        # The least likely token (p = 0.135, below the threshold) once more, on its own.
+        assert least_name == "logprobs.token"
+        assert (least["logprobs.token.index"], least["logprobs.token.text"]) == (1, "!")
 
 
 def test_malformed_tokens_are_kept_as_far_as_they_make_sense(

@@ -26,16 +26,26 @@ def stream_of(name: str, attributes: dict[str, Any]) -> StreamKey:
 
 
 def covered(recorder: Recorder) -> dict[StreamKey, list[int]]:
-    """Every stream's token indexes, in the order of the events."""
+    """Every stream's token indexes, in the order of the events; a token event that repeats
+    a token of a batch before it (the least likely of a batched call, at most 8 in all) is
+    not counted again."""
     seen: dict[StreamKey, list[int]] = {}
+    batched: set[tuple[StreamKey, int]] = set()
+    repeats = 0
     for name, attributes, _ in recorder.events:
         key = stream_of(name, attributes)
         if name == TOKEN:
-            seen.setdefault(key, []).append(attributes["logprobs.token.index"])
+            index = attributes["logprobs.token.index"]
+            if (key, index) in batched:
+                repeats += 1
+                continue
+            seen.setdefault(key, []).append(index)
         else:
             start = attributes["logprobs.tokens.start_index"]
             count = len(attributes["logprobs.tokens.logprobs"])
             seen.setdefault(key, []).extend(range(start, start + count))
+            batched.update((key, i) for i in range(start, start + count))
+    assert repeats <= 8
     return seen
 
 
@@ -47,7 +57,12 @@ def test_choice_0_content_events_carry_no_stream_attributes() -> None:
     writer.add(buf, 0, 1, T0 + 2, ("refusal", 2))
     writer.add(buf, 1, 2, T0 + 3, OTHER)
     assert [set(a) for _, a, _ in recorder.events[:2]] == [
-        {"logprobs.token.index", "logprobs.token.logprob"}
+        {
+            "logprobs.token.index",
+            "logprobs.token.line",
+            "logprobs.token.logprob",
+            "logprobs.token.probability",
+        }
     ] * 2
     assert [
         (
@@ -64,18 +79,30 @@ def test_each_stream_has_its_own_indexes_in_batches_too() -> None:
     buf = plain(200)
     writer.add(buf, 0, 10, T0)
     writer.add(buf, 10, 20, T0 + 1, REFUSAL)
-    writer.add(buf, 20, 100, T0 + 2)  # content reaches 64: its batch goes out
+    writer.add(buf, 20, 100, T0 + 2)
     writer.add(buf, 100, 105, T0 + 3, REFUSAL)
     writer.close()
     events = [
-        (stream_of(name, a), a["logprobs.tokens.start_index"], a["logprobs.tokens.logprobs"])
-        for name, a, _ in recorder.events
+        (name, stream_of(name, a), ts, a.get("logprobs.tokens.start_index"))
+        for name, a, ts in recorder.events
     ]
-    assert [(key, start, len(lps)) for key, start, lps in events] == [
-        (CONTENT, 0, 90),
-        (REFUSAL, 0, 15),
+    # Held to the end, 64 tokens a batch, each stamped with its first token's arrival; then
+    # each stream's least likely token (the lowest: none is below p = 0.5) at its arrival.
+    assert events == [
+        (TOKENS, CONTENT, T0, 0),
+        (TOKENS, REFUSAL, T0 + 1, 0),
+        (TOKENS, CONTENT, T0 + 2, 64),
+        (TOKEN, CONTENT, T0 + 2, None),
+        (TOKEN, REFUSAL, T0 + 3, None),
     ]
-    assert events[1][2] == [-i / 1000 for i in (*range(10, 20), *range(100, 105))]
+    assert [a["logprobs.token.index"] for name, a, _ in recorder.events if name == TOKEN] == [
+        89,
+        14,
+    ]
+    assert recorder.events[1][1]["logprobs.tokens.logprobs"] == [
+        -i / 1000 for i in (*range(10, 20), *range(100, 105))
+    ]
+    assert covered(recorder) == {CONTENT: list(range(90)), REFUSAL: list(range(15))}
     assert writer.dropped == 0
 
 
@@ -148,10 +175,57 @@ def test_tokens_mode_switch_splits_a_stream_at_the_budget() -> None:
     writer, recorder = make("tokens", 128)
     buf = plain(300)
     writer.add(buf, 0, 100, T0)
-    writer.add(buf, 100, 300, T0 + 1, REFUSAL)  # 15 more token events, then batches
+    writer.add(buf, 100, 300, T0 + 1, REFUSAL)  # 7 more token events, then held
     writer.close()
     names = [(name, stream_of(name, a)) for name, a, _ in recorder.events]
-    assert names[:115] == [(TOKEN, CONTENT)] * 100 + [(TOKEN, REFUSAL)] * 15
-    assert set(names[115:]) == {(TOKENS, REFUSAL)}
+    assert names[:107] == [(TOKEN, CONTENT)] * 100 + [(TOKEN, REFUSAL)] * 7
+    # 193 refusal tokens held: 12 even batches, then its least likely token once more.
+    assert names[107:] == [(TOKENS, REFUSAL)] * 12 + [(TOKEN, REFUSAL)]
     assert covered(recorder) == {CONTENT: list(range(100)), REFUSAL: list(range(200))}
     assert writer.mode == "batched"
+
+
+def test_held_tokens_of_several_streams_that_fit_are_token_events_in_arrival_order() -> None:
+    writer, recorder = make("tokens", 128)
+    buf = plain(120)
+    writer.add(buf, 0, 100, T0)
+    writer.add(buf, 100, 110, T0 + 1, REFUSAL)  # 7 token events, 3 held
+    writer.add(buf, 110, 120, T0 + 2)  # held
+    writer.close()
+    tail = [
+        (stream_of(name, a), a["logprobs.token.index"], ts) for name, a, ts in recorder.events[107:]
+    ]
+    assert tail == [
+        *((REFUSAL, i, T0 + 1) for i in range(7, 10)),
+        *((CONTENT, i, T0 + 2) for i in range(100, 110)),
+    ]
+    assert recorder.names() == [TOKEN] * 120
+    assert writer.mode == "tokens"
+
+
+def test_the_batch_slots_are_shared_in_proportion_to_each_streams_tokens() -> None:
+    writer, recorder = make("tokens", 128)
+    buf = plain(1007)
+    writer.add(buf, 0, 107, T0)  # the token events' share
+    writer.add(buf, 107, 707, T0 + 1)  # 600 content tokens held
+    writer.add(buf, 707, 1007, T0 + 2, OTHER)  # 300 of choice 1
+    writer.close()
+    batches = [
+        (stream_of(name, a), a["logprobs.tokens.start_index"], len(a["logprobs.tokens.logprobs"]))
+        for name, a, _ in recorder.events
+        if name == TOKENS
+    ]
+    # 12 slots: one each, the other 10 as 600 : 300 (6.67 and 3.33, the larger remainder
+    # first): 8 batches of 75 and 4 of 75.
+    assert batches == [(CONTENT, 107 + 75 * b, 75) for b in range(8)] + [
+        (OTHER, 75 * b, 75) for b in range(4)
+    ]
+    # The least likely repeated are choice 0's content's (tokens 694.. are below p = 0.5).
+    repeats = [
+        (stream_of(name, a), a["logprobs.token.index"])
+        for name, a, _ in recorder.events[107:]
+        if name == TOKEN
+    ]
+    assert repeats == [(CONTENT, i) for i in range(699, 707)]
+    assert len(recorder.events) == 127
+    assert covered(recorder) == {CONTENT: list(range(707)), OTHER: list(range(300))}

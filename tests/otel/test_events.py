@@ -61,6 +61,15 @@ def _check_all_there(otel: InMemoryOtel, completion: Completion, limit: int) -> 
     return events
 
 
+def _batched_indexes(events: list[Any]) -> set[int]:
+    out: set[int] = set()
+    for event in events:
+        if event.name == BATCH_EVENT:
+            start = event.attributes["logprobs.tokens.start_index"]
+            out.update(range(start, start + len(event.attributes["logprobs.tokens.logprobs"])))
+    return out
+
+
 def test_switch_at_a_configured_limit_loses_nothing(
     otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
@@ -71,7 +80,12 @@ def test_switch_at_a_configured_limit_loses_nothing(
     names = [e.name for e in events]
     first_batch = names.index(BATCH_EVENT)
     assert first_batch > 0 and set(names[:first_batch]) == {TOKEN_EVENT}
-    assert set(names[first_batch:]) == {BATCH_EVENT}  # once switched, batches only
+    # Once switched, batches, and the least likely of their tokens once more.
+    batched = _batched_indexes(events)
+    assert all(
+        e.name == BATCH_EVENT or e.attributes["logprobs.token.index"] in batched
+        for e in events[first_batch:]
+    )
     assert len(events) < 20  # a slot is kept for an exception
     assert telemetry.span().attributes["logprobs.events.mode"] == "batched"  # type: ignore[index]
 
@@ -144,7 +158,11 @@ def test_batched_mode_outright_with_content(
     completion = _completion(1000)
     _stream(otel, make_server, make_model, completion, events="batched", capture_content=True)
     events = _check_all_there(otel, completion, 127)
-    assert {e.name for e in events} == {BATCH_EVENT}
+    batches = [e for e in events if e.name == BATCH_EVENT]
+    assert len(batches) == 1000 // 64 + 1  # 64 tokens each: 119 slots are more than enough
+    least = [e for e in events if e.name != BATCH_EVENT]
+    assert len(least) == 8 and {e.name for e in least} == {TOKEN_EVENT}
+    assert {e.attributes["logprobs.token.index"] for e in least} <= _batched_indexes(events)
     entries: list[dict[str, Any]] = completion["choices"][0]["logprobs"]["content"]  # type: ignore[index]
     tokens = reassemble(events)
     assert [t.text for t in tokens] == [e["token"] for e in entries]
@@ -260,7 +278,8 @@ def test_uneven_alternatives_stay_aligned_in_batches(otel: InMemoryOtel) -> None
     ]
     call.add_tokens(entries, time_ns=1)
     call.end()
-    [event] = otel.span().events
+    [event, least] = otel.span().events
+    assert (least.attributes or {})["logprobs.token.index"] == 2  # the lowest, none low
     attrs = event.attributes or {}
     flat = [float(v) for v in attrs["logprobs.tokens.top_logprobs"]]  # type: ignore[arg-type, union-attr]
     assert len(flat) == 6 and math.isnan(flat[1]) and math.isnan(flat[4])

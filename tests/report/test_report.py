@@ -523,6 +523,44 @@ def test_handler_long_answer_switches_to_batched_and_reads_back_whole(
     assert page.count('class="tok ') == 400
 
 
+def test_repeated_least_likely_tokens_read_once_whatever_the_event_order(
+    tmp_path: Path,
+) -> None:
+    # A batched call writes its least likely tokens once more as token events. Read back,
+    # each token is there once, with its batch's record, also when the events come sorted
+    # by name (as Jaeger's query service sorts them: the copies first).
+    call, _ = _handler_trace(tmp_path, tokens=400, stream=True, capture=True, events="tokens")
+    path = tmp_path / "handler.jsonl"
+    document = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    span = document["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+
+    def value(event: dict[str, Any], key: str) -> Any:
+        item = next(a["value"] for a in event["attributes"] if a["key"] == key)
+        return item.get("intValue") or item.get("arrayValue")
+
+    inside: set[int] = set()
+    for event in span["events"]:
+        if event["name"] == "logprobs.tokens":
+            start = int(value(event, "logprobs.tokens.start_index"))
+            inside.update(
+                range(start, start + len(value(event, "logprobs.tokens.logprobs")["values"]))
+            )
+    copies = [
+        e
+        for e in span["events"]
+        if e["name"] == "logprobs.token" and int(value(e, "logprobs.token.index")) in inside
+    ]
+    assert 1 <= len(copies) <= 8
+    span["events"].sort(key=lambda e: e["name"])
+    resorted = tmp_path / "resorted.jsonl"
+    resorted.write_text(json.dumps(document) + "\n", encoding="utf-8")
+    (again,) = read_traces(resorted).calls
+    assert again.tokens == call.tokens
+    assert again.tokens_complete and len(again.tokens) == 400
+    times = [t.time_unix_nano or 0 for t in again.tokens]
+    assert times == sorted(times)  # a batch's tokens together, at the batch's time
+
+
 def test_handler_without_content_capture(tmp_path: Path) -> None:
     call, expected = _handler_trace(
         tmp_path, tokens=30, stream=True, capture=False, events="batched"

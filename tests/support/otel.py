@@ -176,9 +176,12 @@ def reassemble(events: Sequence[Any], *, channel: str = "content", choice: int =
     The stream: choice 0's content by default (events without a channel or choice index),
     else the events marked with `channel` and `choice`. `events` are SDK events or dicts with
     "name", "attributes" and "timestamp" (as Phoenix's REST API returns them). Checks that
-    the indexes are exactly 0..n-1, each once.
+    the indexes are exactly 0..n-1, each once, apart from the least likely tokens of a
+    batched call: a `logprobs.token` event repeats them, with the same logprob and text (the
+    batch's record is kept).
     """
     tokens: list[Token] = []
+    copies: list[Token] = []
     for event in events:
         if isinstance(event, Mapping):
             name = event["name"]
@@ -195,7 +198,7 @@ def reassemble(events: Sequence[Any], *, channel: str = "content", choice: int =
         if name == TOKEN_EVENT:
             tops = tuple(attrs.get("logprobs.token.top_logprobs", ()))
             top_tokens = attrs.get("logprobs.token.top_tokens")
-            tokens.append(
+            copies.append(
                 Token(
                     attrs["logprobs.token.index"],
                     attrs["logprobs.token.logprob"],
@@ -231,9 +234,22 @@ def reassemble(events: Sequence[Any], *, channel: str = "content", choice: int =
                         timestamp,
                     )
                 )
+    batched = {t.index: t for t in tokens}
+    for copy in copies:
+        original = batched.get(copy.index)
+        if original is None:
+            tokens.append(copy)
+        else:
+            assert _same(copy.logprob, original.logprob), f"copy of {copy.index} differs"
+            assert copy.text == original.text, f"copy of {copy.index} differs"
+    assert len(copies) - (len(tokens) - len(batched)) <= 8, "more than 8 copies"
     tokens.sort(key=lambda t: t.index)
     assert [t.index for t in tokens] == list(range(len(tokens))), "indexes not 0..n-1"
     return tokens
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 def streams(events: Sequence[Any]) -> set[tuple[str, int]]:

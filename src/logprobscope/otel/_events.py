@@ -4,20 +4,34 @@ A span keeps at most `max_events` events (the SDK's default: 128) and silently d
 oldest beyond that. The writer never lets it come to that: it knows the limit, keeps one
 slot for the exception event of a failed call, and spends the rest so that no token is lost:
 
-- "tokens": one `logprobs.token` event per token while they fit in the budget less a few
-  slots kept for batches; then it switches to "batched" for the rest of the call;
-- "batched": `logprobs.tokens` events of many tokens each, growing with the stream so that
-  the slots left cover a stream of any length; the last slot takes whatever remains;
+- "tokens": one `logprobs.token` event per token, written as the token arrives, while the
+  budget less a few slots lasts. The tokens after that are held to the end of the call:
+  if they fit in the slots left they become token events too (at their arrival times);
+  otherwise the call turns "batched": they are split into equal `logprobs.tokens` batches,
+  over the slots left, and the least likely of them are written once more as token events.
+- "batched": all tokens in `logprobs.tokens` events of at least 64 tokens each, held to the
+  end and split evenly over the slots, and the least likely again as token events.
 - "low_confidence": a `logprobs.token` event for each token below the threshold, while the
   budget lasts (the others are counted as dropped);
 - "none": no events.
+
+A batch event's timestamp is the arrival of its first token, so on a timeline (Jaeger's
+ticks) batches of equal size sit where every m-th token arrived: their spacing shows the
+stream's pace, as the token events before them do token by token. The least likely tokens
+of the batched part (the lowest, and the other low-confidence ones, up to a few slots) stay
+clickable as events of their own (`logprobs.min_index` always points at one). Held tokens
+cost no copy (the writer keeps ranges of the buffers, `_held`) and a span exports its events
+at its end anyway; the events are written in time order.
 
 Tokens come in streams: choice 0's content (the common case, and the only one whose events
 carry no stream attributes), its refusal, and the content and refusal of other choices
 (n > 1). Each stream has its own indexes from 0; its events carry `logprobs.token.channel`
 ("refusal") and `logprobs.token.choice_index` (when not 0), or the `logprobs.tokens.`
-equivalents. A batch never mixes streams: each stream has its own pending batch, and a new
-one is started only while a slot is left for every pending batch's final event.
+equivalents. The token events' share is spent by all streams in the order their tokens
+come; past it each stream's tokens are held apart and a batch never mixes streams. A stream
+starts being held only while a batch slot is left for each stream held so far; the slots
+are shared out among the held streams in proportion to their tokens, and the least likely
+repeats go to choice 0's content first, then to its refusal.
 
 Tokens that find no room are counted (`dropped`), never lost silently. Other events written
 after the tokens (`extra`) only take the room the tokens left.
@@ -34,8 +48,10 @@ from opentelemetry.util.types import AttributeValue
 
 from .. import _contract as n
 from .._figures import probability
-from .._logprobs import TokenBuffer, _unpack_bytes
+from .._logprobs import _DERIVED, TokenBuffer
 from .._text import valid_text
+from ._batch import batch_attributes, format_probability
+from ._held import Held, Least, StreamKey, cut, shares
 
 __all__ = [
     "CONTENT",
@@ -53,10 +69,10 @@ EventsMode = Literal["tokens", "batched", "low_confidence", "none"]
 AddEvent = Callable[[str, dict[str, AttributeValue], int], object]
 """`Span.add_event`: name, attributes, timestamp (ns since epoch)."""
 
-StreamKey = tuple[str, int]
-"""A stream of tokens: (channel, choice index)."""
-
 CONTENT: StreamKey = (n.CHANNEL_CONTENT, 0)
+_REFUSAL: StreamKey = (n.CHANNEL_REFUSAL, 0)
+# The streams whose least likely batched tokens are repeated as token events, in priority.
+_LEAST_STREAMS = (CONTENT, _REFUSAL)
 
 # Event slots kept free for the exception event of a failed call.
 _RESERVED_EVENTS = 1
@@ -64,7 +80,10 @@ _RESERVED_EVENTS = 1
 DEFAULT_MAX_EVENTS = 128
 # Slots kept for `logprobs.tokens` batches once `tokens` mode has used its share.
 _MAX_BATCH_SLOTS = 12
-_MIN_BATCH_TOKENS = 64
+# Slots kept for the least likely tokens of the batched part, as token events.
+_MAX_LEAST_LIKELY = 8
+_MIN_BATCH_TOKENS = 64  # in "batched" mode; the tail of "tokens" mode takes any size
+_INF = math.inf
 
 
 def event_limit(span: Span, provider: TracerProvider) -> int | None:
@@ -80,31 +99,9 @@ def event_limit(span: Span, provider: TracerProvider) -> int | None:
     return DEFAULT_MAX_EVENTS
 
 
-class _Segment:
-    """Tokens [start, stop) of a buffer waiting for a `logprobs.tokens` batch event."""
-
-    __slots__ = ("buf", "start", "stop")
-
-    def __init__(self, buf: TokenBuffer, start: int, stop: int) -> None:
-        self.buf = buf
-        self.start = start
-        self.stop = stop
-
-
-class _Pending:
-    """One stream's tokens waiting for their batch event, from index `start_index` on."""
-
-    __slots__ = ("key", "segments", "count", "start_index")
-
-    def __init__(self, key: StreamKey, start_index: int) -> None:
-        self.key = key
-        self.segments: list[_Segment] = []
-        self.count = 0
-        self.start_index = start_index
-
-
 def _stream_attributes(key: StreamKey, channel: str, choice: str) -> dict[str, AttributeValue]:
-    # Nothing for choice 0's content: its events keep the layout they always had.
+    # Nothing for choice 0's content: its events keep the layout they always had (and
+    # in a viewer sorting keys, its index stays the first field).
     attributes: dict[str, AttributeValue] = {}
     if key[0] != n.CHANNEL_CONTENT:
         attributes[channel] = key[0]
@@ -121,15 +118,16 @@ class EventWriter:
         mode: the configured `EventsMode`.
         limit: the span's `max_events`; None for unlimited.
         capture: token texts, bytes and the alternatives' texts in the events.
-        threshold: the low-confidence threshold (for "low_confidence" mode).
+        threshold: the low-confidence threshold ("low_confidence" mode, and the least
+            likely tokens kept as token events in "batched" mode).
 
     Tokens are added in order with `add` (columns of a `TokenBuffer`, which must stay
-    unchanged in that range until `close`), each with its stream; `close` writes the last
-    batches; `extra` then writes other events in the room left.
+    unchanged in that range until `close`), each with its stream; `close` writes what was
+    held back; `extra` then writes other events in the room left.
 
     Attributes:
-        mode: the mode now: "tokens" becomes "batched" once the token events' share of
-            the budget is spent (`logprobs.events.mode`).
+        mode: the mode now: "tokens" becomes "batched" when the call's tokens do not all
+            fit in token events (at the latest at `close`; `logprobs.events.mode`).
         dropped: tokens that found no room in any event (`logprobs.events.dropped`).
         events_used: events written so far.
     """
@@ -144,10 +142,12 @@ class EventWriter:
         "events_used",
         "_tokens_left",
         "_batch_slots",
+        "_spare",
+        "_min_batch",
         "_next",
+        "_adds",
         "_last_ts",
-        "_pending",
-        "_covered",
+        "_held",
     )
 
     def __init__(
@@ -167,27 +167,33 @@ class EventWriter:
         self.dropped = 0
         self.events_used = 0
         self._next: dict[StreamKey, int] = {}  # each stream's next token index
+        self._adds = 0  # `add` calls so far: the order of arrivals across streams
         self._last_ts = 0
-        self._pending: dict[StreamKey, _Pending] = {}
-        self._covered = 0  # tokens written to events so far, all streams
-        if limit is None:  # unlimited: tokens stay tokens
+        self._held: dict[StreamKey, Held] = {}
+        self._min_batch = 1 if mode == n.MODE_TOKENS else _MIN_BATCH_TOKENS
+        spare = 0
+        if limit is None:  # unlimited: tokens stay tokens; batches hold 64 tokens
             tokens_left = -1 if mode in (n.MODE_TOKENS, n.MODE_LOW_CONFIDENCE) else 0
             slots = -1
+            spare = _MAX_LEAST_LIKELY if mode == n.MODE_BATCHED else 0
         else:
             budget = max(0, limit - _RESERVED_EVENTS)
+            if mode in (n.MODE_TOKENS, n.MODE_BATCHED):
+                spare = min(_MAX_LEAST_LIKELY, budget // 8)
             if mode == n.MODE_TOKENS:
                 slots = min(_MAX_BATCH_SLOTS, max(1, budget // 4)) if budget else 0
-                tokens_left = budget - slots
+                tokens_left = budget - slots - spare
             elif mode == n.MODE_BATCHED:
-                slots, tokens_left = budget, 0
+                slots, tokens_left = budget - spare, 0
             elif mode == n.MODE_LOW_CONFIDENCE:
                 slots, tokens_left = 0, budget
             else:
                 slots = tokens_left = 0
-        # -1: no limit. Token events left before the switch (or low-confidence events left),
-        # and batch events left.
+        # -1: no limit. Token events left before holding back (or low-confidence events
+        # left), batch events left, and slots for the least likely tokens.
         self._tokens_left = tokens_left
         self._batch_slots = slots
+        self._spare = spare
 
     @property
     def room_for_exception(self) -> bool:
@@ -208,6 +214,7 @@ class EventWriter:
         if time_ns < self._last_ts:
             time_ns = self._last_ts  # a wall clock stepping back: keep the timeline ordered
         self._last_ts = time_ns
+        self._adds += 1
         index = self._next.get(key, 0)
         self._next[key] = index + stop - start
         mode = self.mode
@@ -220,18 +227,19 @@ class EventWriter:
             else:
                 if left:
                     self._token_events(buf, start, start + left, index, time_ns, key)
-                self._tokens_left = 0
-                self.mode = n.MODE_BATCHED
-                self._batch(buf, start + left, stop, index + left, time_ns, key)
+                    self._tokens_left = 0
+                self._hold(buf, start + left, stop, index + left, time_ns, key)
         elif mode == n.MODE_BATCHED:
-            self._batch(buf, start, stop, index, time_ns, key)
+            self._hold(buf, start, stop, index, time_ns, key)
         elif mode == n.MODE_LOW_CONFIDENCE:
             self._low_confidence_events(buf, start, stop, index, time_ns, key)
 
     def close(self) -> None:
-        """Write the pending batches, if any (stamped with the last tokens' time)."""
-        for pending in list(self._pending.values()):
-            self._emit_batch(pending, self._last_ts)
+        """Write the tokens held back: as token events if they fit, else as batches with
+        the least likely of them once more as token events, all in the order they came."""
+        if self._held:
+            self._lay_out()
+        self._held = {}
 
     def extra(self, name: str, attributes: dict[str, AttributeValue], time_ns: int) -> bool:
         """Write another event after `close` if the span has room; whether it was written.
@@ -249,29 +257,55 @@ class EventWriter:
     def _token_events(
         self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
     ) -> None:
+        # The hot path: one call per chunk, locals instead of attribute lookups. Keys sort
+        # as Jaeger shows them: index, then the line a person reads (probability and text),
+        # then the numbers; bytes only when they are not the text's own UTF-8. Another
+        # stream's channel and choice index sort before the index: those logs start there.
         add_event = self._add_event
         logprobs = buf.logprobs
         offsets = buf.top_offsets
         tops = buf.top_logprobs
+        tokens = buf.tokens
         capture = self._capture
+        exp = math.exp
         stream = _stream_attributes(key, n.TOKEN_CHANNEL, n.TOKEN_CHOICE_INDEX)
         for i in range(start, stop):
+            lp = logprobs[i]
+            p = exp(lp) if lp <= 0.0 else probability(lp)
+            if p >= 0.0001:
+                line = f"p={p:.4f}"
+                if p != _INF:
+                    p = int(p * 10000.0 + 0.5) / 10000.0  # 4 decimals, cheaply
+            else:  # rare: three significant digits
+                line = f"p={format_probability(p)}"
+                if p > 0.0:
+                    p = float(f"{p:.3g}")
             o0 = offsets[i]
             o1 = offsets[i + 1]
             attributes: dict[str, AttributeValue] = {
                 n.TOKEN_INDEX: index,
-                n.TOKEN_LOGPROB: logprobs[i],
+                n.TOKEN_LINE: line,
+                n.TOKEN_LOGPROB: lp,
+                n.TOKEN_PROBABILITY: p,
             }
             if stream:
                 attributes.update(stream)
             if o1 > o0:
                 attributes[n.TOKEN_TOP_LOGPROBS] = tops[o0:o1].tolist()
             if capture:
-                _token_content(attributes, buf, i, o0, o1)
+                # Texts from the LangChain and raw-SDK entry points are the stdlib's
+                # decoding and may hold lone surrogates, which the OTLP encoder refuses.
+                text = valid_text(tokens[i])
+                attributes[n.TOKEN_LINE] = f"{line} {text!r}"
+                attributes[n.TOKEN_TEXT] = text
+                raw = buf.bytes[i]
+                if raw is not None and raw is not _DERIVED:  # bytes that say more than text
+                    attributes[n.TOKEN_BYTES] = list(raw)  # type: ignore[arg-type]
+                if o1 > o0:
+                    attributes[n.TOKEN_TOP_TOKENS] = [valid_text(t) for t in buf.top_tokens[o0:o1]]
             add_event(n.EVENT_TOKEN, attributes, time_ns)
             index += 1
         self.events_used += stop - start
-        self._covered += stop - start
 
     def _low_confidence_events(
         self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
@@ -287,104 +321,86 @@ class EventWriter:
                     if self._tokens_left > 0:
                         self._tokens_left -= 1
 
-    # -- batches --------------------------------------------------------------------------
+    # -- held tokens and batches ----------------------------------------------------------
 
-    def _batch(
+    def _hold(
         self, buf: TokenBuffer, start: int, stop: int, index: int, time_ns: int, key: StreamKey
     ) -> None:
+        """Hold tokens for `close` (the span exports its events at its end anyway; held,
+        the batches can be even and in order)."""
         if start >= stop:
             return
-        waiting = self._pending
-        pending = waiting.get(key)
-        if pending is None:
-            # Every pending batch must keep a slot for its final event.
-            if 0 <= self._batch_slots <= len(waiting):
+        slots = self._batch_slots
+        if slots == 0:
+            self.dropped += stop - start
+            self.mode = n.MODE_BATCHED
+            return
+        held = self._held
+        stream = held.get(key)
+        if stream is None:
+            # Every held stream must keep a slot for its batch.
+            if 0 <= slots <= len(held):
                 self.dropped += stop - start
                 return
-            pending = waiting[key] = _Pending(key, index)
-        segments = pending.segments
-        last = segments[-1] if segments else None
-        if last is not None and last.buf is buf and last.stop == start:
-            last.stop = stop
-        else:
-            segments.append(_Segment(buf, start, stop))
-        pending.count += stop - start
-        # A closed batch may go out while more than the pending batches' final slots are
-        # left; a final slot takes whatever remains of its stream at the end.
-        slots = self._batch_slots
-        if slots < 0:
-            if pending.count >= _MIN_BATCH_TOKENS:
-                self._emit_batch(pending, time_ns)
+            stream = held[key] = Held(key, index)
+        stream.hold(buf, start, stop, index, time_ns, self._adds)
+
+    def _lay_out(self) -> None:
+        """The held tokens at the end: token events if they fit, else even batches."""
+        held = list(self._held.values())
+        count = sum(h.count for h in held)
+        if self.mode == n.MODE_TOKENS and count <= self._batch_slots + self._spare:
+            runs = [(*run, h.key) for h in held for run in h.runs()]
+            runs.sort(key=lambda run: (run[0], run[1]))
+            for time_ns, _, buf, start, stop, index, key in runs:
+                self._token_events(buf, start, stop, index, time_ns, key)
             return
-        spare = slots - len(waiting)
-        if spare >= 1:
-            # Batches grow with what is covered, so the slots left cover a stream of any
-            # length long before they run out (about ∏(1 + 2/s) growth).
-            target = max(_MIN_BATCH_TOKENS, (self._covered * 2) // (spare + 1))
-            if pending.count >= target:
-                self._emit_batch(pending, time_ns)
-
-    def _emit_batch(self, pending: _Pending, time_ns: int) -> None:
-        del self._pending[pending.key]
-        segments = pending.segments
-        count = pending.count
-        logprobs: list[float] = []
-        rows: list[list[float]] = []
-        texts: list[str] = []
-        top_texts: list[list[str]] = []
-        capture = self._capture
-        for seg in segments:
-            buf, start, stop = seg.buf, seg.start, seg.stop
-            logprobs.extend(buf.logprobs[start:stop].tolist())
-            offsets = buf.top_offsets
-            tops = buf.top_logprobs
-            for i in range(start, stop):
-                rows.append(tops[offsets[i] : offsets[i + 1]].tolist())
-            if capture:  # valid_text: see _token_content
-                texts.extend([valid_text(t) for t in buf.tokens[start:stop]])
-                names = buf.top_tokens
-                for i in range(start, stop):
-                    top_texts.append([valid_text(t) for t in names[offsets[i] : offsets[i + 1]]])
-        k = max((len(r) for r in rows), default=0)
-        attributes: dict[str, AttributeValue] = {
-            n.TOKENS_START_INDEX: pending.start_index,
-            n.TOKENS_LOGPROBS: logprobs,
-        }
-        attributes.update(_stream_attributes(pending.key, n.TOKENS_CHANNEL, n.TOKENS_CHOICE_INDEX))
-        if k:
-            # Row-major, k per token; a token with fewer alternatives (a server's quirk)
-            # is padded with NaN (and "" in the texts) so rows stay aligned.
-            flat: list[float] = []
-            for row in rows:
-                flat.extend(row)
-                if len(row) < k:
-                    flat.extend([math.nan] * (k - len(row)))
-            attributes[n.TOKENS_TOP_LOGPROBS] = flat
-        if capture:
-            attributes[n.TOKENS_TEXTS] = texts
-            if k:
-                flat_texts: list[str] = []
-                for names in top_texts:
-                    flat_texts.extend(names)
-                    if len(names) < k:
-                        flat_texts.extend([""] * (k - len(names)))
-                attributes[n.TOKENS_TOP_TOKENS] = flat_texts
-        self._add_event(n.EVENT_TOKENS, attributes, time_ns)
-        self.events_used += 1
-        if self._batch_slots > 0:
-            self._batch_slots -= 1
-        self._covered += count
-
-
-def _token_content(
-    attributes: dict[str, AttributeValue], buf: TokenBuffer, i: int, o0: int, o1: int
-) -> None:
-    # Texts from the LangChain and raw-SDK entry points are the stdlib's decoding and
-    # may hold lone surrogates, which the OTLP encoder refuses (losing the whole batch).
-    token = buf.tokens[i]
-    attributes[n.TOKEN_TEXT] = valid_text(token)
-    raw = _unpack_bytes(token, buf.bytes[i])
-    if raw is not None:
-        attributes[n.TOKEN_BYTES] = raw
-    if o1 > o0:
-        attributes[n.TOKEN_TOP_TOKENS] = [valid_text(t) for t in buf.top_tokens[o0:o1]]
+        self.mode = n.MODE_BATCHED
+        slots = self._batch_slots
+        split = [-1] * len(held) if slots < 0 else shares([h.count for h in held], slots)
+        # (time, arrival order, first index, kind: 0 batch / 1 repeat, what to write)
+        order: list[tuple[int, int, int, int, int]] = []
+        batches: list[dict[str, AttributeValue]] = []
+        for stream, stream_slots in zip(held, split, strict=True):
+            size = self._min_batch
+            if stream_slots > 0:
+                size = max(size, -(-stream.count // stream_slots))
+            marks = _stream_attributes(stream.key, n.TOKENS_CHANNEL, n.TOKENS_CHOICE_INDEX)
+            least = self._spare and stream.key in _LEAST_STREAMS
+            for first, parts in cut(stream, size):
+                attributes, logprobs, probabilities = batch_attributes(
+                    parts, first, capture=self._capture
+                )
+                attributes.update(marks)
+                order.append((*stream.arrival(first), first, 0, len(batches)))
+                batches.append(attributes)
+                if least:
+                    stream.keep_least_likely(
+                        parts,
+                        first,
+                        logprobs,
+                        probabilities,
+                        threshold=self._threshold,
+                        spare=self._spare,
+                    )
+        repeats: list[tuple[Least, StreamKey]] = []
+        room = self._spare
+        by_key = {h.key: h for h in held}
+        for key in _LEAST_STREAMS:  # content first, then the refusal in the room left
+            found = by_key.get(key)
+            if found is not None and room > 0:
+                kept = found.least[:room]
+                room -= len(kept)
+                for entry in kept:
+                    order.append((entry[2], entry[3], entry[1], 1, len(repeats)))
+                    repeats.append((entry, key))
+        # In time order, each least likely token after the batch that holds it.
+        order.sort()
+        for time_ns, _, _, kind, which in order:
+            if kind == 0:
+                self._add_event(n.EVENT_TOKENS, batches[which], time_ns)
+                self.events_used += 1
+            else:
+                entry, key = repeats[which]
+                buf, row = entry[4], entry[5]
+                self._token_events(buf, row, row + 1, entry[1], time_ns, key)

@@ -5,7 +5,11 @@ token events when the index is missing); batch events carry a run of tokens from
 ``logprobs.tokens.start_index``, with the alternatives row-major, k per token. Each event
 belongs to a stream: its ``channel`` and ``choice_index`` attributes, absent for choice 0's
 content. Tokens are keyed by stream and index: an index seen twice keeps the record with text
-over one without (content capture), else the first.
+over one without (content capture), then a batch's over a token event's (a batched call
+repeats its least likely tokens as token events; keeping the batch's record keeps a batch's
+tokens together on the timeline, in whatever order the events come), else the first. Older
+and newer layouts read alike: ``logprobs.tokens.first_index``, ``last_index`` and ``lines``
+and ``logprobs.token.probability`` only repeat, for people, what the other fields say.
 """
 
 from __future__ import annotations
@@ -46,17 +50,18 @@ def reassemble(
             is not an integer.
     """
     tokens: dict[_Key, TokenRecord] = {}
+    batched: set[_Key] = set()  # keys whose record came from a batch event
     ordinals: dict[tuple[str, int], int] = {}
     for event in events:
         if event.name == n.EVENT_TOKEN:
             stream = _stream(event.attributes, n.TOKEN_CHANNEL, n.TOKEN_CHOICE_INDEX)
             ordinal = ordinals.get(stream, 0)
             ordinals[stream] = ordinal + 1
-            _keep(tokens, _token_event(event, ordinal, stream))
+            _keep(tokens, batched, _token_event(event, ordinal, stream), from_batch=False)
         elif event.name == n.EVENT_TOKENS:
             stream = _stream(event.attributes, n.TOKENS_CHANNEL, n.TOKENS_CHOICE_INDEX)
             for record in _tokens_event(event, top_k, stream):
-                _keep(tokens, record)
+                _keep(tokens, batched, record, from_batch=True)
     content: list[TokenRecord] = []
     others: list[TokenRecord] = []
     for key in sorted(tokens):
@@ -72,12 +77,27 @@ def _stream(attributes: dict[str, AttributeValue], channel: str, choice: str) ->
     return name, 0 if number is None else as_int(number, choice)
 
 
-def _keep(tokens: dict[_Key, TokenRecord], record: TokenRecord) -> None:
+def _keep(
+    tokens: dict[_Key, TokenRecord],
+    batched: set[_Key],
+    record: TokenRecord,
+    *,
+    from_batch: bool,
+) -> None:
     rank = n.CHANNELS.index(record.channel) if record.channel in n.CHANNELS else len(n.CHANNELS)
     key = (record.choice, rank, record.index)
     old = tokens.get(key)
-    if old is None or (old.text is None and record.text is not None):
-        tokens[key] = record
+    if old is not None:
+        if (old.text is None) == (record.text is None):
+            if not from_batch or key in batched:
+                return  # the first, or a batch's record over a token event's
+        elif record.text is None:
+            return  # the text wins
+    tokens[key] = record
+    if from_batch:
+        batched.add(key)
+    else:
+        batched.discard(key)
 
 
 def _floats(value: AttributeValue, what: str) -> list[float]:
