@@ -158,12 +158,13 @@ def _span_tokens(otel: InMemoryOtel) -> list[tuple[Any, ...]]:
     for event in span.events:
         attrs: Any = event.attributes or {}
         assert event.name == "logprobs.token"
-        raw = attrs.get("logprobs.token.bytes")
+        text = attrs["logprobs.token.text"]
+        raw = attrs.get("logprobs.token.bytes")  # only when not the text's UTF-8
         out.append(
             (
-                attrs["logprobs.token.text"],
+                text,
                 bits(float(attrs["logprobs.token.logprob"])),
-                None if raw is None else list(raw),
+                list(text.encode()) if raw is None else list(raw),
                 [],
             )
         )
