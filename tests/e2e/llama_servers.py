@@ -77,8 +77,7 @@ class LlamaServer:
     @property
     def deviations(self) -> Deviations:
         """The replay server's preset of this server: the deviations the e2e tier pins."""
-        # TODO preset
-        return Deviations.LLAMA_CPP if self.kind == "llama-cpp-python" else Deviations()
+        return Deviations.LLAMA_CPP if self.kind == "llama-cpp-python" else Deviations.LLAMA_SERVER
 
     @property
     def port(self) -> int:

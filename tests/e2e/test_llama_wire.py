@@ -27,6 +27,7 @@ from openai.types.chat import (
     ChatCompletionTokenLogprob,
 )
 
+from logprobscope.testing import Deviations
 from tests.e2e.llama_servers import LlamaServer
 
 pytestmark = pytest.mark.e2e
@@ -36,8 +37,6 @@ MAX_TOKENS = 24
 TOP_K = 3
 PROMPT = "Say hello to the world."
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
-# llama-server's answer to `logprobs=True` without `top_logprobs`.
-LLAMA_SERVER_DEFAULT_TOP_LOGPROBS = 20
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,11 @@ class Api:
     def native(self) -> bool:
         """llama.cpp's own llama-server (else llama-cpp-python's server)."""
         return self.server.kind == "llama-server"
+
+    @property
+    def deviations(self) -> Deviations:
+        """The server's preset in the replay server, which these tests pin."""
+        return self.server.deviations
 
 
 @pytest.fixture
@@ -141,15 +145,15 @@ def _assert_greedy_entry(api: Api, entry: ChatCompletionTokenLogprob) -> None:
     # Temperature 0 picks the most likely token, so it heads its own top list.
     assert alternatives[0].token == entry.token
     assert alternatives[0].logprob == pytest.approx(entry.logprob)
-    if api.native:
-        # The token's UTF-8 bytes, as OpenAI sends them; and an extra `id` (the token id).
+    if api.deviations.bytes_null:  # llama-cpp-python never fills `bytes`
+        assert entry.bytes is None and all(alt.bytes is None for alt in alternatives)
+    else:  # the token's UTF-8 bytes, as OpenAI sends them
         assert entry.bytes == list(entry.token.encode())
         assert all(alt.bytes == list(alt.token.encode()) for alt in alternatives)
+    if api.deviations.token_ids:  # llama-server adds the token's id
         assert isinstance((entry.model_extra or {})["id"], int)
         assert (alternatives[0].model_extra or {})["id"] == (entry.model_extra or {})["id"]
     else:
-        # llama-cpp-python never fills `bytes` and sends no id.
-        assert entry.bytes is None and all(alt.bytes is None for alt in alternatives)
         assert "id" not in (entry.model_extra or {})
 
 
@@ -190,15 +194,21 @@ def test_edge_chunks_on_the_wire(api: Api) -> None:
     events = _raw(api, logprobs=True, top_logprobs=1, stream=True)
     role, finish = events[0]["choices"][0], events[-1]["choices"][0]
     assert finish["finish_reason"] == "length"
-    if api.native:
+    if api.deviations.omit_logprobs_key:
         # llama-server leaves the `logprobs` key out of both, and its role chunk's content
         # is null.
         assert role["delta"] == {"role": "assistant", "content": None}
         assert "logprobs" not in role and "logprobs" not in finish
     else:
-        # llama-cpp-python sends `"logprobs": null` on both, no content key on the first.
+        # llama-cpp-python sends `"logprobs": null` on both, no content key on the first
+        # (its preset sends `"content": ""`, as OpenAI does).
+        assert api.deviations.null_logprobs_on_edges
         assert role["delta"] == {"role": "assistant"}
         assert role["logprobs"] is None and finish["logprobs"] is None
+    # Without logprobs the key is left out, or null.
+    plain = _raw(api)["choices"][0]
+    assert ("logprobs" not in plain) is api.deviations.omit_logprobs_key
+    assert plain.get("logprobs") is None
 
 
 def test_stream_equals_non_stream(api: Api) -> None:
@@ -211,7 +221,7 @@ def test_stream_equals_non_stream(api: Api) -> None:
 
 def test_include_usage(api: Api) -> None:
     chunks = _stream(api, stream_options={"include_usage": True})
-    if api.native:
+    if not api.deviations.ignore_include_usage:
         # As OpenAI: a last chunk with `choices: []` and the usage.
         *answer, usage_chunk = chunks
         assert usage_chunk.choices == []
@@ -229,7 +239,7 @@ def test_timings(api: Api) -> None:
     with_usage = _raw(
         api, logprobs=True, top_logprobs=1, stream=True, stream_options={"include_usage": True}
     )
-    if api.native:
+    if api.deviations.timings:
         # llama-server adds a `timings` object (not OpenAI's): at the top of an answer, and
         # on a stream's last chunk (the finish chunk, or the usage chunk when asked for).
         assert answer["timings"]["predicted_n"] == 4
@@ -246,9 +256,10 @@ def test_logprobs_without_top_logprobs(api: Api) -> None:
     completion = _non_stream(api, top_logprobs=omit)
     if api.native:
         # llama-server returns 20 alternatives per token (OpenAI: none).
+        assert api.deviations.default_top_logprobs == 20
         entries = _entries(completion)
         assert len(entries) == MAX_TOKENS
-        assert all(len(e.top_logprobs) == LLAMA_SERVER_DEFAULT_TOP_LOGPROBS for e in entries)
+        assert all(len(e.top_logprobs) == 20 for e in entries)
     else:
         # llama-cpp-python returns `logprobs: null`: always pass top_logprobs.
         assert completion.choices[0].logprobs is None
@@ -256,7 +267,7 @@ def test_logprobs_without_top_logprobs(api: Api) -> None:
 
 def test_top_logprobs_zero(api: Api) -> None:
     completion = _non_stream(api, top_logprobs=0)
-    if api.native:
+    if api.deviations.no_logprobs_for_top_zero:
         # llama-server returns no logprobs at all (OpenAI: the tokens, with no alternatives);
         # on the wire the `logprobs` key is left out.
         assert completion.choices[0].logprobs is None
@@ -310,6 +321,9 @@ def test_n(api: Api) -> None:
         assert len(completion.choices) == 1
         return
     assert [c.index for c in completion.choices] == [0, 1]
+    # Its usage counts one choice's tokens (OpenAI: both).
+    assert api.deviations.usage_per_choice
+    assert completion.usage is not None and completion.usage.completion_tokens == MAX_TOKENS
     # Temperature 0: both choices are the greedy answer.
     first, second = (c.logprobs.content for c in completion.choices if c.logprobs)
     assert first is not None and second is not None
@@ -322,6 +336,14 @@ def test_n(api: Api) -> None:
         assert mine[-1]["finish_reason"] == "length"
         tokens = [lp["token"] for c in mine for lp in (c.get("logprobs") or {}).get("content", [])]
         assert tokens == [e.token for e in first[:4]]
+    # With the usage asked for, each choice ends with its own usage chunk (and timings).
+    events = _raw(api, n=2, stream=True, stream_options={"include_usage": True})
+    usage = [i for i, e in enumerate(events) if not e["choices"]]
+    assert len(usage) == 2
+    for i in usage:
+        assert events[i - 1]["choices"][0]["finish_reason"] == "length"
+        assert events[i]["usage"]["completion_tokens"] == 4
+        assert "timings" in events[i]
 
 
 def test_max_completion_tokens(api: Api) -> None:
