@@ -16,6 +16,7 @@ usable the tests skip, unless ``LOGPROBSCOPE_REQUIRE_E2E=1`` turns the skip into
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +86,17 @@ class LlamaServer:
         return int(self.base_url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
+def _find(env_var: str, defaults: tuple[tuple[str, Path], ...], what: str) -> Path:
+    configured = os.environ.get(env_var)
+    if configured and not os.access(configured, os.X_OK):
+        # An explicit choice that cannot work is a mistake, not a missing server.
+        pytest.fail(f"{env_var}={configured} is not an executable", pytrace=False)
+    return find_executable(env_var, defaults, what)
+
+
 def find_llama_python() -> Path:
     """The python of a venv that can import ``llama_cpp.server``; skip or fail without one."""
-    python = find_executable(ENV_LLAMA_PYTHON, LLAMA_PYTHON_DEFAULTS, "llama-cpp-python's python")
+    python = _find(ENV_LLAMA_PYTHON, LLAMA_PYTHON_DEFAULTS, "llama-cpp-python's python")
     # A venv whose build is still running (or failed) has a python but no llama_cpp.
     probe = subprocess.run(
         [str(python), "-c", "import llama_cpp.server"],
@@ -103,7 +112,7 @@ def find_llama_python() -> Path:
 
 def find_llama_server() -> Path:
     """The ``llama-server`` executable; skip or fail without one."""
-    return find_executable(
+    return _find(
         ENV_LLAMA_SERVER_BIN,
         LLAMA_SERVER_DEFAULTS,
         "llama.cpp's llama-server (run .ci/setup-llama-server.sh)",

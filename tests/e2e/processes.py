@@ -59,6 +59,7 @@ def free_port() -> int:
 
 
 def http_ok(url: str, *, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers a GET with a 2xx status now (no proxy, bounded wait)."""
     request = urllib.request.Request(url)
     try:
         with OPENER.open(request, timeout=timeout) as response:
@@ -73,6 +74,7 @@ def http_ok(url: str, *, timeout: float = 2.0) -> bool:
 
 
 def skip_or_fail(what: str) -> NoReturn:
+    """Skip the test for a missing server, or fail it when ``LOGPROBSCOPE_REQUIRE_E2E=1``."""
     if os.environ.get(ENV_REQUIRE_E2E) == "1":
         pytest.fail(f"{what} (required because {ENV_REQUIRE_E2E}=1)")
     pytest.skip(what)
