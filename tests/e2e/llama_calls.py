@@ -4,7 +4,8 @@ The entry points: our `ChatOpenAI` with `OpenTelemetryCallbackHandler` ("ours"),
 `ChatOpenAI` with `LogprobsCallbackHandler` ("langchain"), and a raw `openai` client with
 `instrument_openai` ("raw"); each sync or async, invoked or streamed. A call records what the
 caller got (:class:`Got`) and the one span it emitted into an in-memory OpenTelemetry pipeline
-with content capture, so the tests can check the span against exactly what the server returned.
+(`tests.support.otel.InMemoryOtel`) with content capture, so the tests can check the span
+against exactly what the server returned.
 
 langchain-openai sends `max_completion_tokens` for `max_tokens`, which llama-cpp-python ignores
 (the tiny model then writes until its context is full), so the LangChain model also passes
@@ -25,18 +26,14 @@ from langchain_core.messages import AIMessageChunk as LangChainChunk
 from langchain_core.messages import BaseMessage
 from langchain_openai import ChatOpenAI as LangChainChatOpenAI
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from logprobscope import AIMessage, AIMessageChunk, ChatOpenAI
 from logprobscope.instrument import instrument_openai
 from logprobscope.langchain import LogprobsCallbackHandler
-from logprobscope.otel import LogprobTelemetry, OpenTelemetryCallbackHandler
 from tests.e2e.llama_servers import LlamaServer
+from tests.support.otel import InMemoryOtel
 
 __all__ = [
     "ENTRIES",
@@ -49,7 +46,6 @@ __all__ = [
     "Got",
     "Mode",
     "Outcome",
-    "Pipeline",
     "Request",
     "Token",
     "acall",
@@ -114,45 +110,6 @@ class Outcome:
 
     got: Got
     span: ReadableSpan
-
-
-class Pipeline:
-    """An in-memory OpenTelemetry pipeline with content capture (texts are checked too)."""
-
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-        self.telemetry = LogprobTelemetry(
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            capture_content=True,
-        )
-
-    def handler(self) -> OpenTelemetryCallbackHandler:
-        """A handler for our model that records into this pipeline."""
-        return OpenTelemetryCallbackHandler(
-            tracer_provider=self.tracer_provider,
-            meter_provider=self.meter_provider,
-            capture_content=True,
-        )
-
-    def spans(self) -> list[ReadableSpan]:
-        """The finished spans, in the order they ended."""
-        return list(self.exporter.get_finished_spans())
-
-    def only_span(self) -> ReadableSpan:
-        """The one finished span (a call emits exactly one)."""
-        spans = self.spans()
-        assert len(spans) == 1, [s.name for s in spans]
-        return spans[0]
-
-    def shutdown(self) -> None:
-        """Shut both providers down."""
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
 
 
 # -- what the caller got -----------------------------------------------------------------------
@@ -253,7 +210,7 @@ def _sdk_args(server: LlamaServer) -> dict[str, Any]:
 
 def _ours_model(
     server: LlamaServer,
-    pipeline: Pipeline,
+    otel: InMemoryOtel,
     request: Request,
     *,
     client: openai.OpenAI | None = None,
@@ -269,14 +226,14 @@ def _ours_model(
         seed=SEED,
         max_tokens=request.max_tokens,
         stop=list(request.stop) or None,
-        callbacks=[pipeline.handler()],
+        callbacks=[otel.handler(capture_content=True)],
     )
 
 
 def _langchain_model(
-    server: LlamaServer, pipeline: Pipeline, request: Request, **http: Any
+    server: LlamaServer, otel: InMemoryOtel, request: Request, **http: Any
 ) -> tuple[LangChainChatOpenAI, LogprobsCallbackHandler]:
-    handler = LogprobsCallbackHandler(pipeline.telemetry)
+    handler = LogprobsCallbackHandler(telemetry=otel.telemetry_with(capture_content=True))
     optional: dict[str, Any] = {}
     if request.top_logprobs is not None:
         optional["top_logprobs"] = request.top_logprobs
@@ -321,9 +278,9 @@ def _raw_args(server: LlamaServer, request: Request, *, stream: bool) -> dict[st
     return args
 
 
-def _ours(server: LlamaServer, pipeline: Pipeline, request: Request, stream: bool) -> Got:
+def _ours(server: LlamaServer, otel: InMemoryOtel, request: Request, stream: bool) -> Got:
     with openai.OpenAI(**_sdk_args(server)) as client:
-        model = _ours_model(server, pipeline, request, client=client)
+        model = _ours_model(server, otel, request, client=client)
         if not stream:
             return _got_ours(model.invoke(request.prompt))
         agg: AIMessageChunk | None = None
@@ -333,9 +290,9 @@ def _ours(server: LlamaServer, pipeline: Pipeline, request: Request, stream: boo
     return _got_ours(agg)
 
 
-async def _aours(server: LlamaServer, pipeline: Pipeline, request: Request, stream: bool) -> Got:
+async def _aours(server: LlamaServer, otel: InMemoryOtel, request: Request, stream: bool) -> Got:
     async with openai.AsyncOpenAI(**_sdk_args(server)) as client:
-        model = _ours_model(server, pipeline, request, async_client=client)
+        model = _ours_model(server, otel, request, async_client=client)
         if not stream:
             return _got_ours(await model.ainvoke(request.prompt))
         agg: AIMessageChunk | None = None
@@ -356,33 +313,33 @@ def _langchain_stream_got(chunks: list[LangChainChunk]) -> Got:
     return _got_langchain(agg, tokens)
 
 
-def _langchain(server: LlamaServer, pipeline: Pipeline, request: Request, stream: bool) -> Got:
+def _langchain(server: LlamaServer, otel: InMemoryOtel, request: Request, stream: bool) -> Got:
     with openai.DefaultHttpxClient() as http:
-        model, handler = _langchain_model(server, pipeline, request, http_client=http)
+        model, handler = _langchain_model(server, otel, request, http_client=http)
         if stream:
             got = _langchain_stream_got(list(model.stream(request.prompt)))
         else:
             got = _got_langchain(model.invoke(request.prompt))
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
     return got
 
 
 async def _alangchain(
-    server: LlamaServer, pipeline: Pipeline, request: Request, stream: bool
+    server: LlamaServer, otel: InMemoryOtel, request: Request, stream: bool
 ) -> Got:
     async with openai.DefaultAsyncHttpxClient() as http:
-        model, handler = _langchain_model(server, pipeline, request, http_async_client=http)
+        model, handler = _langchain_model(server, otel, request, http_async_client=http)
         if stream:
             got = _langchain_stream_got([c async for c in model.astream(request.prompt)])
         else:
             got = _got_langchain(await model.ainvoke(request.prompt))
-    assert handler.active_runs == 0
+    assert handler.active_calls == 0
     return got
 
 
-def _raw(server: LlamaServer, pipeline: Pipeline, request: Request, stream: bool) -> Got:
+def _raw(server: LlamaServer, otel: InMemoryOtel, request: Request, stream: bool) -> Got:
     with openai.OpenAI(**_sdk_args(server)) as client:
-        instrument_openai(client, telemetry=pipeline.telemetry)
+        instrument_openai(client, telemetry=otel.telemetry_with(capture_content=True))
         if not stream:
             return _got_raw(
                 client.chat.completions.create(**_raw_args(server, request, stream=False))
@@ -391,9 +348,9 @@ def _raw(server: LlamaServer, pipeline: Pipeline, request: Request, stream: bool
             return _got_raw_chunks(list(response))
 
 
-async def _araw(server: LlamaServer, pipeline: Pipeline, request: Request, stream: bool) -> Got:
+async def _araw(server: LlamaServer, otel: InMemoryOtel, request: Request, stream: bool) -> Got:
     async with openai.AsyncOpenAI(**_sdk_args(server)) as client:
-        instrument_openai(client, telemetry=pipeline.telemetry)
+        instrument_openai(client, telemetry=otel.telemetry_with(capture_content=True))
         args = _raw_args(server, request, stream=stream)
         if not stream:
             return _got_raw(await client.chat.completions.create(**args))
@@ -406,25 +363,25 @@ _ASYNC = {"ours": _aours, "langchain": _alangchain, "raw": _araw}
 
 
 async def acall(
-    entry: Entry, server: LlamaServer, pipeline: Pipeline, request: Request, *, stream: bool
+    entry: Entry, server: LlamaServer, otel: InMemoryOtel, request: Request, *, stream: bool
 ) -> Got:
-    """One async call (`ainvoke`/`astream` or the async SDK) recording into `pipeline`."""
-    return await _ASYNC[entry](server, pipeline, request, stream)
+    """One async call (`ainvoke`/`astream` or the async SDK) recording into `otel`."""
+    return await _ASYNC[entry](server, otel, request, stream)
 
 
 def call(entry: Entry, server: LlamaServer, mode: Mode, request: Request | None = None) -> Outcome:
     """One call in `mode` through `entry`, in a fresh pipeline: what it returned and its span."""
     request = request or Request()
     stream = mode in ("stream", "astream")
-    pipeline = Pipeline()
+    otel = InMemoryOtel()
     try:
         if mode.startswith("a"):
-            got = asyncio.run(acall(entry, server, pipeline, request, stream=stream))
+            got = asyncio.run(acall(entry, server, otel, request, stream=stream))
         else:
-            got = _SYNC[entry](server, pipeline, request, stream)
-        return Outcome(got, pipeline.only_span())
+            got = _SYNC[entry](server, otel, request, stream)
+        return Outcome(got, otel.span())
     finally:
-        pipeline.shutdown()
+        otel.close()  # also checks that every call's telemetry ended
 
 
 def event_tokens(span: ReadableSpan) -> list[Token]:

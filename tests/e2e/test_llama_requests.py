@@ -19,7 +19,6 @@ from tests.e2e.llama_calls import (
     TOP_K,
     Entry,
     Mode,
-    Pipeline,
     Request,
     acall,
     call,
@@ -28,6 +27,7 @@ from tests.e2e.llama_calls import (
 )
 from tests.e2e.llama_servers import LlamaServer
 from tests.e2e.tiny_gguf import WORDS
+from tests.support.otel import InMemoryOtel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -134,14 +134,12 @@ async def test_concurrent_streams_each_get_their_own_tokens(
     entry: Entry, llama: LlamaServer
 ) -> None:
     requests = [Request(prompt=_prompt(i)) for i in range(CONCURRENT_STREAMS)]
-    pipeline = Pipeline()
+    otel = InMemoryOtel()
     try:
-        gots = await asyncio.gather(
-            *(acall(entry, llama, pipeline, r, stream=True) for r in requests)
-        )
-        spans = pipeline.spans()
+        gots = await asyncio.gather(*(acall(entry, llama, otel, r, stream=True) for r in requests))
+        spans = otel.spans()
     finally:
-        pipeline.shutdown()
+        otel.close()
     assert len(spans) == CONCURRENT_STREAMS
     by_prompt = {}
     for span in spans:
