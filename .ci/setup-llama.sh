@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or reuse) the venv that runs the llama.cpp server for the e2e tests.
+# Create (or reuse) the venv that runs llama-cpp-python's server for the e2e tests.
 #
 # Usage: .ci/setup-llama.sh [VENV_DIR]     (default: <repo>/.venvs/llama)
 # Then:  LOGPROBSCOPE_LLAMA_PYTHON=VENV_DIR/bin/python pytest -m e2e
@@ -10,9 +10,10 @@
 # The server runs from its own venv so the test venv never needs a C++ toolchain.
 set -euo pipefail
 
-LLAMA_CPP_PYTHON_VERSION="0.3.36"
-
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ci_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$ci_dir/.." && pwd)"
+# shellcheck source=llama-cpp-version
+source "$ci_dir/llama-cpp-version"
 venv_dir="${1:-$repo_root/.venvs/llama}"
 base_python="${PYTHON:-python3}"
 started=$SECONDS

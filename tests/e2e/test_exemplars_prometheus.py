@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from logprobscope import ChatOpenAI
 from logprobscope.otel import OpenTelemetryCallbackHandler, TelemetryHandle, configure_telemetry
 from logprobscope.testing import ReplayServer
-from tests.e2e.receivers import StartPrometheus, start_prometheus  # noqa: F401
+from tests.e2e.receivers import StartPrometheus
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def telemetry(monkeypatch: pytest.MonkeyPatch) -> Iterator[TelemetryHandle]:
 
 
 def test_exemplars_with_trace_ids_in_prometheus(
-    start_prometheus: StartPrometheus,  # noqa: F811
+    start_prometheus: StartPrometheus,
     telemetry: TelemetryHandle,
 ) -> None:
     started = time.time()

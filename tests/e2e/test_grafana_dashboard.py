@@ -19,7 +19,7 @@ import pytest
 from logprobscope import ChatOpenAI
 from logprobscope.otel import OpenTelemetryCallbackHandler, configure_telemetry
 from logprobscope.testing import Faults, ReplayServer
-from tests.e2e.receivers import StartPrometheus, start_prometheus  # noqa: F401
+from tests.e2e.receivers import StartPrometheus
 from tests.support.dashboard import load_dashboard, queries, substitute
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +59,7 @@ def test_promtool_accepts_every_query(tmp_path: Path) -> None:
 
 
 def test_every_dashboard_query_returns_data(
-    start_prometheus: StartPrometheus,  # noqa: F811
+    start_prometheus: StartPrometheus,
 ) -> None:
     handle = configure_telemetry(
         service_name="dashboard-e2e",

@@ -29,12 +29,7 @@ from logprobscope.otel import (
     configure_telemetry,
 )
 from logprobscope.testing import ReplayServer
-from tests.e2e.receivers import (
-    PhoenixHandle,
-    StartPrometheus,
-    phoenix,  # noqa: F401
-    start_prometheus,  # noqa: F401
-)
+from tests.e2e.receivers import PhoenixHandle, StartPrometheus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -58,7 +53,7 @@ class App:
 
 
 @pytest.fixture
-def apps(monkeypatch: pytest.MonkeyPatch, phoenix: PhoenixHandle) -> Iterator[dict[str, App]]:  # noqa: F811
+def apps(monkeypatch: pytest.MonkeyPatch, phoenix: PhoenixHandle) -> Iterator[dict[str, App]]:
     run = uuid.uuid4().hex[:8]
     made: dict[str, App] = {}
     try:
@@ -182,8 +177,8 @@ def _series(values: list[dict[str, object]]) -> dict[str, dict[tuple[object, ...
 
 def test_langchain_and_raw_sdk_users_see_what_our_users_see(
     apps: dict[str, App],
-    phoenix: PhoenixHandle,  # noqa: F811
-    start_prometheus: StartPrometheus,  # noqa: F811
+    phoenix: PhoenixHandle,
+    start_prometheus: StartPrometheus,
 ) -> None:
     with ReplayServer() as server:
         for name, app in apps.items():

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import SpanLimits
 from logprobscope import ChatOpenAI
 from logprobscope.otel import OpenTelemetryCallbackHandler, TelemetryHandle, configure_telemetry
 from logprobscope.testing import Faults, ReplayServer, make_completion
-from tests.e2e.receivers import PhoenixHandle, phoenix  # noqa: F401
+from tests.e2e.receivers import PhoenixHandle
 from tests.support.otel import reassemble
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def project(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def telemetry(phoenix: PhoenixHandle, project: str) -> Iterator[TelemetryHandle]:  # noqa: F811
+def telemetry(phoenix: PhoenixHandle, project: str) -> Iterator[TelemetryHandle]:
     assert SpanLimits().max_events == 128, "OTEL_SPAN_EVENT_COUNT_LIMIT is set"
     handle = configure_telemetry(
         service_name="logprobscope-e2e",
@@ -54,7 +54,7 @@ def _trace_id(span: Any) -> str:
 
 
 def test_2000_token_stream_arrives_whole(
-    phoenix: PhoenixHandle,  # noqa: F811
+    phoenix: PhoenixHandle,
     project: str,
     telemetry: TelemetryHandle,
 ) -> None:
@@ -104,7 +104,7 @@ def test_2000_token_stream_arrives_whole(
 
 
 def test_failed_call_arrives_as_error(
-    phoenix: PhoenixHandle,  # noqa: F811
+    phoenix: PhoenixHandle,
     project: str,
     telemetry: TelemetryHandle,
 ) -> None:

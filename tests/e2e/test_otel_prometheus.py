@@ -14,7 +14,7 @@ import pytest
 from logprobscope import ChatOpenAI
 from logprobscope.otel import OpenTelemetryCallbackHandler, TelemetryHandle, configure_telemetry
 from logprobscope.testing import SEED_TOP_LOGPROBS, ReplayServer
-from tests.e2e.receivers import StartPrometheus, start_prometheus  # noqa: F401
+from tests.e2e.receivers import StartPrometheus
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +93,7 @@ def _value(result: list[dict[str, Any]]) -> float:
 
 
 def test_prometheus_scrapes_the_logprob_metrics(
-    start_prometheus: StartPrometheus,  # noqa: F811
+    start_prometheus: StartPrometheus,
     telemetry: TelemetryHandle,
 ) -> None:
     handler = OpenTelemetryCallbackHandler(

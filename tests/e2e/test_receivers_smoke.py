@@ -1,6 +1,6 @@
 """Smoke tests of the real receivers with plain OpenTelemetry SDK code.
 
-They prove the fixtures of ``tests/e2e/receivers.py`` work and pin down what the
+They prove the receiver fixtures (``tests/e2e/conftest.py``) work and pin down what the
 receivers do with our kind of telemetry: Phoenix keeps span events (one per token in
 our product) and Prometheus names for OTel instruments.
 """
@@ -21,13 +21,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry, start_http_server
 
-from tests.e2e.receivers import (
-    PhoenixHandle,
-    StartPrometheus,
-    free_port,
-    phoenix,  # noqa: F401
-    start_prometheus,  # noqa: F401
-)
+from tests.e2e.processes import free_port
+from tests.e2e.receivers import PhoenixHandle, StartPrometheus
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +50,7 @@ def _events(span: dict[str, object]) -> list[dict[str, object]]:
     return events
 
 
-def test_phoenix_keeps_span_with_2000_events(phoenix: PhoenixHandle) -> None:  # noqa: F811
+def test_phoenix_keeps_span_with_2000_events(phoenix: PhoenixHandle) -> None:
     project = f"logprobscope-smoke-{uuid.uuid4().hex[:8]}"
     provider = _tracer_provider(
         phoenix.otlp_traces_endpoint,
@@ -157,7 +152,7 @@ def test_phoenix_keeps_span_with_2000_events(phoenix: PhoenixHandle) -> None:  #
     assert _events(child_span) == []
 
 
-def test_phoenix_default_project_and_sdk_event_limit(phoenix: PhoenixHandle) -> None:  # noqa: F811
+def test_phoenix_default_project_and_sdk_event_limit(phoenix: PhoenixHandle) -> None:
     assert SpanLimits().max_events == SDK_DEFAULT_MAX_EVENTS, "OTEL_SPAN_EVENT_COUNT_LIMIT set?"
     # No openinference.project.name resource attribute: Phoenix files it under "default".
     provider = _tracer_provider(phoenix.otlp_traces_endpoint, {"service.name": "logprobscope-e2e"})
@@ -204,7 +199,7 @@ def metrics_endpoint() -> Iterator[tuple[str, MeterProvider]]:
 
 
 def test_prometheus_scrapes_otel_metrics(
-    start_prometheus: StartPrometheus,  # noqa: F811
+    start_prometheus: StartPrometheus,
     metrics_endpoint: tuple[str, MeterProvider],
 ) -> None:
     target, provider = metrics_endpoint

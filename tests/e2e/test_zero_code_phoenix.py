@@ -17,7 +17,7 @@ import pytest
 
 from logprobscope import _contract as n
 from logprobscope.testing import ReplayServer
-from tests.e2e.receivers import PhoenixHandle, phoenix  # noqa: F401
+from tests.e2e.receivers import PhoenixHandle
 from tests.support.zero_code import LANGCHAIN_APP, RAW_APP, event_logprobs, run_instrumented
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -33,7 +33,7 @@ def _phoenix_logprobs(span: dict[str, Any]) -> list[float]:
 
 @pytest.mark.parametrize("app", [RAW_APP, LANGCHAIN_APP], ids=["raw-openai", "langchain"])
 def test_every_logprob_reaches_phoenix(
-    phoenix: PhoenixHandle,  # noqa: F811
+    phoenix: PhoenixHandle,
     server: ReplayServer,
     tmp_path: Path,
     app: Path,

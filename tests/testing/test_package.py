@@ -52,5 +52,5 @@ def test_module_entry_point_runs_without_warnings() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("usage: python -m logprobscope.testing ")
-    for flag in ("--host", "--port", "--llama-cpp", "--chunk-delay"):
+    for flag in ("--host", "--port", "--llama-cpp", "--llama-server", "--chunk-delay"):
         assert flag in result.stdout

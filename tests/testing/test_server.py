@@ -829,12 +829,13 @@ def test_stream_and_non_stream_agree(tokens: list[str], k: int, top: int, n: int
 # ---------------------------------------------------------------------------
 
 
-def test_module_main_in_a_subprocess() -> None:
+@pytest.mark.parametrize("flags", [(), ("--llama-server",)], ids=["openai", "llama-server"])
+def test_module_main_in_a_subprocess(flags: tuple[str, ...]) -> None:
     package_root = Path(logprobscope.__file__).parent.parent  # the dir holding logprobscope/
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(package_root), *filter(None, [env.get("PYTHONPATH")])])
     with subprocess.Popen(
-        [sys.executable, "-m", "logprobscope.testing", "--port", "0"],
+        [sys.executable, "-m", "logprobscope.testing", "--port", "0", *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -849,7 +850,12 @@ def test_module_main_in_a_subprocess() -> None:
                 assert json.loads(r.read()) == {"status": "ok"}
             with openai.OpenAI(base_url=base_url, api_key="test", max_retries=0) as sdk:
                 reply = sdk.chat.completions.create(model=MODEL, messages=MESSAGES, logprobs=True)
-                assert reply.id == "chatcmpl-seed-invoke"
+                # The llama-server preset is on exactly when asked for: its `logprobs` alone
+                # asks for 20 alternatives, so the seed with alternatives answers.
+                assert reply.id == (
+                    "chatcmpl-seed-top-logprobs" if flags else "chatcmpl-seed-invoke"
+                )
+                assert ("timings" in (reply.model_extra or {})) is bool(flags)
             os.kill(process.pid, signal.SIGTERM)
             assert process.wait(timeout=10) == 0
         finally:

@@ -37,10 +37,10 @@ the request, a tool call (:data:`SEED_TOOL_CALL`), the answer after its result
 as OpenAI streams them: a call's head, then its arguments in pieces; a refusal in
 ``delta.refusal`` with its logprobs in ``logprobs.refusal``).
 
-:class:`Deviations` reproduces how other OpenAI-compatible servers (llama.cpp)
-differ from OpenAI; :class:`Faults` injects transport and protocol failures
-(delays, cut connections, HTTP errors, malformed or invalid UTF-8 events,
-stalls, in-stream errors).
+:class:`Deviations` reproduces how other OpenAI-compatible servers differ from
+OpenAI (presets: llama-cpp-python's server and llama.cpp's own ``llama-server``);
+:class:`Faults` injects transport and protocol failures (delays, cut connections,
+HTTP errors, malformed or invalid UTF-8 events, stalls, in-stream errors).
 
 Streams are sent with ``Transfer-Encoding: chunked`` on HTTP/1.1 (so an abrupt
 cut is detectable by the client as an incomplete body) and connections are kept

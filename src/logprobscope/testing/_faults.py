@@ -1,7 +1,7 @@
 """How answers depart from OpenAI's: `Deviations` and `Faults`, with their presets.
 
-`Deviations` reproduces other servers' wire formats (preset: llama.cpp); `Faults` injects
-transport and protocol failures.
+`Deviations` reproduces other servers' wire formats (presets: llama-cpp-python's server and
+llama.cpp's own llama-server); `Faults` injects transport and protocol failures.
 """
 
 from __future__ import annotations
@@ -25,25 +25,67 @@ class Deviations:
             even with ``stream_options.include_usage`` (llama.cpp).
         no_logprobs: Never send logprobs (``"logprobs": null`` everywhere),
             even when they are asked for (on ``/v1/responses``: ``"logprobs": []``).
+        omit_logprobs_key: Where a choice has no logprobs (the role-only first
+            chunk, the finish chunk, an answer without logprobs) its
+            ``logprobs`` key is left out instead of being ``null`` or empty,
+            a logprobs object has no ``refusal`` key, and the role chunk's
+            delta is ``{"role": "assistant", "content": null}`` (llama-server).
+        token_ids: Every logprob entry and alternative carries an extra
+            ``id``, the token's id in the model's vocabulary (llama-server);
+            here the same token text always gets the same id.
+        timings: A ``timings`` object (llama.cpp's token counts and speeds) at
+            the top of a non-streamed answer, and on a stream's last chunk:
+            the usage chunk when there is one, else the finish chunk
+            (llama-server).
+        default_top_logprobs: With ``logprobs: true`` and no ``top_logprobs``,
+            this many alternatives per token, as many as the answer has
+            (llama-server: 20; OpenAI: none).
+        no_logprobs_for_top_zero: ``top_logprobs: 0`` returns no logprobs at
+            all, instead of the tokens without alternatives (llama-server).
+        usage_per_choice: With ``n`` > 1 the usage counts one choice's tokens,
+            and a stream ends every choice as a stream of one: its finish chunk,
+            then its own usage chunk when asked for (llama-server).
         empty_responses_logprobs: On ``/v1/responses`` only, no logprobs even
             with ``include=["message.output_text.logprobs"]``: every text part
             (and ``output_text.done``) carries ``"logprobs": []``, the text
-            delta events no ``logprobs`` key (llama.cpp's ``llama-server``,
-            whose chat completions do carry logprobs).
+            delta events no ``logprobs`` key (llama-server, whose chat
+            completions do carry logprobs).
     """
 
     bytes_null: bool = False
     null_logprobs_on_edges: bool = False
     ignore_include_usage: bool = False
     no_logprobs: bool = False
+    omit_logprobs_key: bool = False
+    token_ids: bool = False
+    timings: bool = False
+    default_top_logprobs: int = 0
+    no_logprobs_for_top_zero: bool = False
+    usage_per_choice: bool = False
     empty_responses_logprobs: bool = False
 
     LLAMA_CPP: ClassVar[Deviations]
-    """Preset of llama.cpp's server: the first three deviations."""
+    """Preset of llama-cpp-python's server: the first three deviations."""
+
+    LLAMA_SERVER: ClassVar[Deviations]
+    """Preset of llama.cpp's own C++ ``llama-server``: the last seven deviations."""
+
+    def __post_init__(self) -> None:
+        if self.default_top_logprobs < 0:
+            raise ValueError("default_top_logprobs must be >= 0")
 
 
 Deviations.LLAMA_CPP = Deviations(
     bytes_null=True, null_logprobs_on_edges=True, ignore_include_usage=True
+)
+Deviations.LLAMA_SERVER = Deviations(
+    omit_logprobs_key=True,
+    token_ids=True,
+    timings=True,
+    default_top_logprobs=20,
+    no_logprobs_for_top_zero=True,
+    usage_per_choice=True,
+    empty_responses_logprobs=True,
 )
 
 

@@ -26,8 +26,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=0, help="port (0: a free one)")
-    parser.add_argument(
-        "--llama-cpp", action="store_true", help="deviate from OpenAI as llama.cpp does"
+    servers = parser.add_mutually_exclusive_group()
+    servers.add_argument(
+        "--llama-cpp",
+        action="store_true",
+        help="deviate from OpenAI as llama-cpp-python's server does",
+    )
+    servers.add_argument(
+        "--llama-server",
+        action="store_true",
+        help="deviate from OpenAI as llama.cpp's own llama-server does",
     )
     parser.add_argument(
         "--chunk-delay", type=float, default=0.0, help="seconds before each SSE event"
@@ -42,7 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = ReplayServer(
             host=args.host,
             port=args.port,
-            deviations=Deviations.LLAMA_CPP if args.llama_cpp else _NO_DEVIATIONS,
+            deviations=(
+                Deviations.LLAMA_CPP
+                if args.llama_cpp
+                else Deviations.LLAMA_SERVER
+                if args.llama_server
+                else _NO_DEVIATIONS
+            ),
             faults=Faults(chunk_delay=args.chunk_delay),
         )
     except ValueError as error:

@@ -133,23 +133,59 @@ def _call_head(call: Mapping[str, object], number: int) -> dict[str, object]:
     }
 
 
-def _out_entry(entry: Mapping[str, object], top_k: int, bytes_null: bool) -> Completion:
-    out = dict(entry)
+def _out_entry(
+    entry: Mapping[str, object],
+    top_k: int,
+    deviations: Deviations,
+    token_ids: Mapping[str, int],
+) -> Completion:
+    def deviate(source: Mapping[str, object]) -> dict[str, object]:
+        out = dict(source)
+        if deviations.token_ids and "id" not in out:
+            # llama-server sends the id first; a recorded id is kept as it is.
+            out = {"id": token_ids[str(source.get("token", ""))], **out}
+        if deviations.bytes_null:
+            out["bytes"] = None
+        return out
+
+    out = deviate(entry)
     top = entry.get("top_logprobs")
     alternatives: list[object] = []
     if isinstance(top, list):
         for alt in top[:top_k]:
             alt_map = _as_mapping(alt)
-            if alt_map is None:
-                continue
-            alt_out = dict(alt_map)
-            if bytes_null:
-                alt_out["bytes"] = None
-            alternatives.append(alt_out)
+            if alt_map is not None:
+                alternatives.append(deviate(alt_map))
     out["top_logprobs"] = alternatives
-    if bytes_null:
-        out["bytes"] = None
     return out
+
+
+def _token_ids(plans: Sequence[_ChoicePlan]) -> dict[str, int]:
+    """Number every token text of the answer (entries and alternatives) by first appearance."""
+    ids: dict[str, int] = {}
+    for plan in plans:
+        for segment in plan.segments:
+            for entry in segment.entries:
+                top = entry.get("top_logprobs")
+                alternatives = top if isinstance(top, list) else []
+                for item in (entry, *alternatives):
+                    item_map = _as_mapping(item)
+                    if item_map is not None:
+                        ids.setdefault(str(item_map.get("token", "")), len(ids))
+    return ids
+
+
+def _timings(usage: Mapping[str, object]) -> dict[str, object]:
+    """llama.cpp's `timings` object: the usage's token counts, at a nominal 1 ms a token."""
+    counts = {"prompt": usage.get("prompt_tokens"), "predicted": usage.get("completion_tokens")}
+    timings: dict[str, object] = {"cache_n": 0}
+    for name, count in counts.items():
+        tokens = count if isinstance(count, int) and count >= 0 else 0
+        timings[f"{name}_n"] = tokens
+        timings[f"{name}_ms"] = float(tokens)
+        timings[f"{name}_per_token_ms"] = 1.0
+        timings[f"{name}_per_second"] = 1000.0
+    return timings
 
 
 class _Renderer:
@@ -162,6 +198,7 @@ class _Renderer:
         assert isinstance(choices, list)
         self.chunk_tokens = chunk_tokens
         self.plans = [_plan_choice(choice, chunk_tokens) for choice in choices]
+        self.token_ids = _token_ids(self.plans) if deviations.token_ids else {}
 
     def _wants_logprobs(self, shape: _Shape, plan: _ChoicePlan) -> bool:
         return shape.logprobs and plan.has_logprobs and not self.deviations.no_logprobs
@@ -169,12 +206,27 @@ class _Renderer:
     def _logprobs_object(
         self, entries: Sequence[Mapping[str, object]], shape: _Shape, *, refusal: bool = False
     ) -> object:
-        out = [_out_entry(e, shape.top_logprobs, self.deviations.bytes_null) for e in entries]
+        out = [_out_entry(e, shape.top_logprobs, self.deviations, self.token_ids) for e in entries]
+        if self.deviations.omit_logprobs_key:  # no null counterpart
+            return {"refusal": out} if refusal else {"content": out}
         if refusal:
             return {"content": None, "refusal": out}
         return {"content": out, "refusal": None}
 
+    def _set_logprobs(self, choice: dict[str, object], logprobs: object) -> dict[str, object]:
+        """Set a choice's `logprobs`; under `omit_logprobs_key` a null one is left out."""
+        if logprobs is None and self.deviations.omit_logprobs_key:
+            choice.pop("logprobs", None)
+        else:
+            choice["logprobs"] = logprobs
+        return choice
+
+    def _timings(self, n: int) -> dict[str, object]:
+        return _timings(_as_mapping(self._usage(n)) or {})
+
     def _usage(self, n: int) -> object:
+        if self.deviations.usage_per_choice:
+            n = 1  # llama-server counts one choice's tokens, whatever n is
         usage = _as_mapping(self.completion.get("usage"))
         if usage is None:
             counted = sum(len(seg.entries) or 1 for seg in self.plans[0].segments)
@@ -202,15 +254,16 @@ class _Renderer:
             if message is not None and plan.has_logprobs:
                 key = "refusal" if plan.refusal else "content"
                 choice["message"] = {**message, key: plan.content}
+            logprobs: object = None
             if self._wants_logprobs(shape, plan):
                 entries = [entry for seg in plan.segments for entry in seg.entries]
-                choice["logprobs"] = self._logprobs_object(entries, shape, refusal=plan.refusal)
-            else:
-                choice["logprobs"] = None
-            choices.append(choice)
+                logprobs = self._logprobs_object(entries, shape, refusal=plan.refusal)
+            choices.append(self._set_logprobs(choice, logprobs))
         out["choices"] = choices
         if "usage" in self.completion or shape.n > 1:
             out["usage"] = self._usage(shape.n)
+        if self.deviations.timings:
+            out["timings"] = self._timings(shape.n)
         return _dumps(out)
 
     def render_stream(self, shape: _Shape) -> tuple[bytes, ...]:
@@ -227,23 +280,31 @@ class _Renderer:
         base["system_fingerprint"] = completion.get("system_fingerprint")
         include_usage = shape.include_usage and not self.deviations.ignore_include_usage
 
-        def chunk(choices: list[object]) -> bytes:
+        def chunk(choices: list[object], **extra: object) -> bytes:
             payload = dict(base)
             payload["choices"] = choices
             if include_usage:
                 payload["usage"] = None
+            payload.update(extra)
             return b"data: " + _dumps(payload) + b"\n\n"
+
+        def choice(index: int, delta: object, logprobs: object, finish: object) -> object:
+            out: dict[str, object] = {"index": index, "delta": delta}
+            return {**self._set_logprobs(out, logprobs), "finish_reason": finish}
 
         plans = [self.plans[i % len(self.plans)] for i in range(shape.n)]
         events: list[bytes] = []
         headers: list[int] = []  # choices whose first tool call went in the role chunk
         for index, plan in enumerate(plans):
             edge_logprobs: object = None
-            if self._wants_logprobs(shape, plan) and not self.deviations.null_logprobs_on_edges:
+            edges_null = self.deviations.null_logprobs_on_edges or self.deviations.omit_logprobs_key
+            if self._wants_logprobs(shape, plan) and not edges_null:
                 edge_logprobs = {"content": [], "refusal": None}
                 if plan.refusal:
                     edge_logprobs = {"content": None, "refusal": []}
             delta: dict[str, object] = {"role": "assistant", "content": "", "refusal": None}
+            if self.deviations.omit_logprobs_key:
+                delta = {"role": "assistant", "content": None}
             if plan.refusal:
                 delta = {"role": "assistant", "content": None, "refusal": ""}
             elif plan.tool_calls and not plan.segments:
@@ -255,18 +316,7 @@ class _Renderer:
                     "refusal": None,
                 }
                 headers.append(index)
-            events.append(
-                chunk(
-                    [
-                        {
-                            "index": index,
-                            "delta": delta,
-                            "logprobs": edge_logprobs,
-                            "finish_reason": None,
-                        }
-                    ]
-                )
-            )
+            events.append(chunk([choice(index, delta, edge_logprobs, None)]))
         steps = max((len(plan.segments) for plan in plans), default=0)
         for step in range(steps):
             for index, plan in enumerate(plans):
@@ -277,24 +327,13 @@ class _Renderer:
                 if self._wants_logprobs(shape, plan):
                     logprobs = self._logprobs_object(segment.entries, shape, refusal=plan.refusal)
                 key = "refusal" if plan.refusal else "content"
-                events.append(
-                    chunk(
-                        [
-                            {
-                                "index": index,
-                                "delta": {key: segment.text},
-                                "logprobs": logprobs,
-                                "finish_reason": None,
-                            }
-                        ]
-                    )
-                )
+                events.append(chunk([choice(index, {key: segment.text}, logprobs, None)]))
         for index, plan in enumerate(plans):
             # Tool calls after the text, one after the other: the head (id, name, empty
             # arguments), then the argument text in pieces, as OpenAI streams them.
             call_logprobs: object = None
-            if self._wants_logprobs(shape, plan):  # as the text's chunks, empty
-                call_logprobs = {"content": [], "refusal": None}
+            if self._wants_logprobs(shape, plan) and not self.deviations.omit_logprobs_key:
+                call_logprobs = {"content": [], "refusal": None}  # as the text's chunks, empty
             for number, call in enumerate(plan.tool_calls):
                 deltas: list[object] = []
                 if not (number == 0 and index in headers):
@@ -305,37 +344,27 @@ class _Renderer:
                     text = "".join(pieces[start : start + self.chunk_tokens])
                     deltas.append({"index": number, "function": {"arguments": text}})
                 for item in deltas:
-                    events.append(
-                        chunk(
-                            [
-                                {
-                                    "index": index,
-                                    "delta": {"tool_calls": [item]},
-                                    "logprobs": call_logprobs,
-                                    "finish_reason": None,
-                                }
-                            ]
-                        )
-                    )
+                    delta = {"tool_calls": [item]}
+                    events.append(chunk([choice(index, delta, call_logprobs, None)]))
+        # llama-server's timings ride on the last chunk: the usage chunk, else a finish chunk;
+        # under usage_per_choice every choice ends so: its finish chunk, then its usage chunk.
+        timings = {"timings": self._timings(shape.n)} if self.deviations.timings else {}
+        per_choice = self.deviations.usage_per_choice
+
+        def usage_chunk() -> bytes:
+            payload = {**base, "choices": [], "usage": self._usage(shape.n), **timings}
+            return b"data: " + _dumps(payload) + b"\n\n"
+
         for index, plan in enumerate(plans):
             finish_reason = plan.source.get("finish_reason", "stop")
+            last = (per_choice or index == len(plans) - 1) and not include_usage
             events.append(
-                chunk(
-                    [
-                        {
-                            "index": index,
-                            "delta": {},
-                            "logprobs": None,
-                            "finish_reason": finish_reason,
-                        }
-                    ]
-                )
+                chunk([choice(index, {}, None, finish_reason)], **(timings if last else {}))
             )
-        if include_usage:
-            payload = dict(base)
-            payload["choices"] = []
-            payload["usage"] = self._usage(shape.n)
-            events.append(b"data: " + _dumps(payload) + b"\n\n")
+            if include_usage and per_choice:
+                events.append(usage_chunk())
+        if include_usage and not per_choice:
+            events.append(usage_chunk())
         events.append(b"data: [DONE]\n\n")
         return tuple(events)
 
@@ -350,8 +379,9 @@ class _Rendered:
 def _request_shape(body: Mapping[str, object], deviations: Deviations) -> _Shape:
     stream = body.get("stream") is True
     logprobs = body.get("logprobs") is True and not deviations.no_logprobs
-    raw_top = body.get("top_logprobs")
-    top = raw_top if isinstance(raw_top, int) and not isinstance(raw_top, bool) else 0
+    top = _requested_top_logprobs(body, deviations)
+    if deviations.no_logprobs_for_top_zero and body.get("top_logprobs") == 0:
+        logprobs = False
     stream_options = _as_mapping(body.get("stream_options"))
     include_usage = (
         stream
@@ -370,6 +400,9 @@ def _request_shape(body: Mapping[str, object], deviations: Deviations) -> _Shape
     )
 
 
-def _requested_top_logprobs(body: Mapping[str, object]) -> int:
+def _requested_top_logprobs(body: Mapping[str, object], deviations: Deviations) -> int:
+    """The alternatives a request gets: its `top_logprobs`, or the server's default."""
     raw = body.get("top_logprobs")
-    return raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    return deviations.default_top_logprobs if body.get("logprobs") is True else 0

@@ -288,7 +288,7 @@ class ReplayServer:
             elif body.get("tools"):
                 answered = isinstance(last, Mapping) and last.get("role") == "tool"
                 index = _SEED_TOOL_ANSWER_INDEX if answered else _SEED_TOOL_CALL_INDEX
-            elif _requested_top_logprobs(body) >= 1:
+            elif _requested_top_logprobs(body, self._deviations) >= 1:
                 index = _SEED_TOP_INDEX
             elif body.get("stream") is True:
                 index = _SEED_STREAM_INDEX
