@@ -198,7 +198,8 @@ class ResponsesAccumulator:
         self.pieces = StreamText()
         self.refusals = StreamText()
         self.deltas = StreamDeltas()
-        self.calls: dict[int, list[int]] = {}  # output_index -> [call index, argument length]
+        # output_index (or a stand-in key) -> [call index, argument length]
+        self.calls: dict[object, list[int]] = {}
         self.content = TokenBuffer(owned=True)
         self.saw_logprobs = False
         self.finish_reason: str | None = None
@@ -302,11 +303,20 @@ class ResponsesAccumulator:
         n = len(self.deltas)
         return self._chunk("", None, more=Extras(None, Slice(self.deltas, n - 1, n)))
 
+    def _known_call(self, output_index: object, *, new: bool) -> tuple[object, list[int] | None]:
+        """The call an event is about: by its `output_index`; without one (llama-server
+        sends none), a new call for a head, else the latest call."""
+        if type(output_index) is int:
+            return output_index, self.calls.get(output_index)
+        if new or not self.calls:
+            return -1 - len(self.calls), None
+        key = next(reversed(self.calls))
+        return key, self.calls[key]
+
     def _call_item(
         self, output_index: object, item: dict[str, object], *, done: bool
     ) -> AIMessageChunk | None:
-        key = output_index if type(output_index) is int else -1 - len(self.calls)
-        known = self.calls.get(key)
+        key, known = self._known_call(output_index, new=not done)
         if known is None:  # the head (or a whole call whose head was not sent)
             index = len(self.calls)
             delta = _call_delta(item, index)
@@ -319,7 +329,7 @@ class ResponsesAccumulator:
         return None
 
     def _call_piece(self, output_index: object, text: str) -> AIMessageChunk | None:
-        known = self.calls.get(output_index) if type(output_index) is int else None
+        _, known = self._known_call(output_index, new=False)
         if known is None:
             return None  # a delta of a call never announced: nothing to attach it to
         known[1] += len(text)

@@ -557,3 +557,44 @@ def test_malformed_responses_never_raise() -> None:
         {"status": "incomplete", "incomplete_details": {"reason": "max_messages"}}, logprobs=False
     )
     assert incomplete.response_metadata.finish_reason == "max_messages"
+
+
+def test_events_without_indexes_as_llama_server_sends_them() -> None:
+    # llama-server's events have no output_index, content_index nor sequence_number.
+    accumulator = ResponsesAccumulator(logprobs=True)
+    events: list[dict[str, object]] = [
+        {"type": "response.created", "response": {"id": "resp_1", "model": "tiny"}},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Hi"},
+        {
+            "type": "response.output_item.added",
+            "item": {"type": "function_call", "call_id": "c1", "name": "f", "arguments": ""},
+        },
+        {"type": "response.function_call_arguments.delta", "delta": '{"a":'},
+        {"type": "response.function_call_arguments.delta", "delta": "1}"},
+        {
+            "type": "response.output_item.done",
+            "item": {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a":1}'},
+        },
+        {
+            "type": "response.output_item.added",
+            "item": {"type": "function_call", "call_id": "c2", "name": "g", "arguments": ""},
+        },
+        {
+            "type": "response.output_item.done",
+            "item": {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
+        },
+        {
+            "type": "response.completed",
+            "response": {"status": "completed", "usage": {"input_tokens": 1, "output_tokens": 2}},
+        },
+    ]
+    chunks = [c for c in map(accumulator.feed, events) if c is not None]
+    message = accumulator.message(incomplete=False)
+    assert add_all(chunks).tool_calls == message.tool_calls
+    assert [(c.id, c.name, c.args) for c in message.tool_calls] == [
+        ("c1", "f", {"a": 1}),
+        ("c2", "g", {}),  # its arguments came with its done item only
+    ]
+    assert message.content == "Hi"
+    assert message.response_metadata.logprobs is None  # no delta carried a logprobs key
+    assert message.response_metadata.finish_reason == "tool_calls"
