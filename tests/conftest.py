@@ -13,6 +13,7 @@ import pytest
 from logprobscope import ChatOpenAI
 from logprobscope.instrument import uninstrument_openai
 from logprobscope.testing import Completion, Deviations, Faults, ReplayServer
+from tests.support.apis import APIS, Api
 from tests.support.factories import ModelFactory, ServerFactory
 from tests.support.otel import InMemoryOtel
 from tests.support.recording import AsyncRecordingHandler, RecordingHandler
@@ -112,6 +113,13 @@ async def make_model() -> AsyncIterator[ModelFactory]:
     for client, async_client in made:
         client.close()
         await async_client.close()
+
+
+@pytest.fixture(params=APIS, ids=str)
+def api(request: pytest.FixtureRequest) -> Api:
+    """Chat Completions, then Responses: a test taking it runs through both APIs."""
+    chosen: Api = request.param
+    return chosen
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +33,9 @@ logger = logging.getLogger("logprobscope")
 class Run(BaseModel):
     """What a handler knows about the model call its hooks belong to.
 
-    `invocation_params` is the request body without the messages (no credentials).
+    `invocation_params` is the request body without the messages (no credentials), in the
+    names of the API the call goes to: `api` is "chat_completions" or "responses" (the
+    Responses API, `ChatOpenAI(use_responses_api=True)`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -47,6 +49,7 @@ class Run(BaseModel):
     provider: str = "openai"
     server_address: str | None = None
     server_port: int | None = None
+    api: Literal["chat_completions", "responses"] = "chat_completions"
 
 
 class BaseCallbackHandler:

@@ -27,10 +27,12 @@ from opentelemetry.semconv._incubating.attributes.gen_ai_attributes import (
     GEN_AI_RESPONSE_ID,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+    GEN_AI_SYSTEM_INSTRUCTIONS,
     GEN_AI_TOKEN_TYPE,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
 )
+from opentelemetry.semconv._incubating.attributes.openai_attributes import OPENAI_API_TYPE
 from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
     GEN_AI_CLIENT_OPERATION_DURATION,
     GEN_AI_CLIENT_OPERATION_TIME_PER_OUTPUT_CHUNK,
@@ -61,9 +63,11 @@ __all__ = [
     "GEN_AI_RESPONSE_ID",
     "GEN_AI_RESPONSE_MODEL",
     "GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK",
+    "GEN_AI_SYSTEM_INSTRUCTIONS",
     "GEN_AI_TOKEN_TYPE",
     "GEN_AI_USAGE_INPUT_TOKENS",
     "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "OPENAI_API_TYPE",
     "SERVER_ADDRESS",
     "SERVER_PORT",
 ]
@@ -74,7 +78,11 @@ SCOPE_NAME: Final = "logprobscope"
 
 # -- standard values -------------------------------------------------------------------------
 
-OPERATION_CHAT: Final = "chat"
+OPERATION_CHAT: Final = "chat"  # the Chat Completions and the Responses API alike
+API_CHAT_COMPLETIONS: Final = "chat_completions"  # `openai.api.type` values
+API_RESPONSES: Final = "responses"
+# A Responses API request asks for logprobs with this `include` entry (`logprobs.enabled`).
+RESPONSES_LOGPROBS_INCLUDE: Final = "message.output_text.logprobs"
 PROVIDER_OPENAI: Final = "openai"
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"

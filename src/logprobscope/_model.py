@@ -24,9 +24,10 @@ from ._callbacks import Callbacks, Handler, Run, RunCallbacks, check_handlers
 from ._endpoint import server_address_port
 from ._messages import AIMessage, BaseMessage, MessageInput, coerce_messages
 from ._params import CallOptions, build_request, merge_options, validate_options
+from ._prepared import PreparedCall, decode_answer
+from ._responses_request import input_items
 from ._stream import AsyncChatStream, ChatStream
 from ._tools import ToolChoice, ToolLike
-from ._wire import loads, message_from_completion
 
 if TYPE_CHECKING:
     from ._structured import ResponseFormat, StructuredChatModel
@@ -37,17 +38,6 @@ __all__ = ["ChatOpenAI"]
 
 _CLIENTS_LOCK = threading.Lock()  # guards the lazy creation of every model's SDK clients
 _LOCAL_KEY = "not-needed"  # servers on a custom base_url (vLLM, llama.cpp, Ollama) ignore it
-
-
-class _Prepared:
-    __slots__ = ("messages", "kwargs", "callbacks")
-
-    def __init__(
-        self, messages: list[BaseMessage], kwargs: dict[str, object], callbacks: RunCallbacks | None
-    ) -> None:
-        self.messages = messages
-        self.kwargs = kwargs
-        self.callbacks = callbacks
 
 
 def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, Any]:
@@ -63,20 +53,6 @@ def _client_settings(client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, An
         "default_headers": getattr(client, "_custom_headers", None),
         "default_query": getattr(client, "_custom_query", None),
     }
-
-
-def _decode_completion(raw: openai._legacy_response.LegacyAPIResponse[object]) -> AIMessage:
-    try:
-        body = loads(raw.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise openai.APIResponseValidationError(
-            raw.http_response, raw.text, message=f"the server's answer is not JSON: {exc}"
-        ) from exc
-    if not isinstance(body, dict):
-        raise openai.APIResponseValidationError(
-            raw.http_response, body, message="the server's answer is not a JSON object"
-        )
-    return message_from_completion(body)
 
 
 class ChatOpenAI:
@@ -96,6 +72,11 @@ class ChatOpenAI:
         response_format: an OpenAI dict, or a pydantic model sent as a strict JSON schema
             (the answer's text is the JSON; `with_structured_output` also parses it).
         model_kwargs: any other request field, passed through.
+        use_responses_api: send calls to the Responses API (`POST /v1/responses`) instead
+            of Chat Completions: the same results, logprobs included (a stream's tokens
+            without `bytes`, which its events do not carry). Also a per-call option.
+        instructions: the Responses API's system instructions (needs use_responses_api;
+            per call, with `previous_response_id` too).
         client, async_client: ready `openai.OpenAI` / `openai.AsyncOpenAI` clients; otherwise
             they are made from api_key, base_url, timeout and max_retries, or as the SDK
             reads them from the environment (OPENAI_API_KEY, OPENAI_BASE_URL).
@@ -124,6 +105,8 @@ class ChatOpenAI:
         parallel_tool_calls: bool | None = None,
         response_format: ResponseFormat | None = None,
         model_kwargs: Mapping[str, object] | None = None,
+        use_responses_api: bool = False,
+        instructions: str | None = None,
         client: openai.OpenAI | None = None,
         async_client: openai.AsyncOpenAI | None = None,
         api_key: str | None = None,
@@ -150,6 +133,8 @@ class ChatOpenAI:
             "parallel_tool_calls": parallel_tool_calls,
             "response_format": response_format,
             "model_kwargs": {} if model_kwargs is None else model_kwargs,
+            "use_responses_api": use_responses_api,
+            "instructions": instructions,
         }
         options = validate_options(options)
         options["model_kwargs"] = dict(options["model_kwargs"])  # a mapping: checked above
@@ -326,7 +311,7 @@ class ChatOpenAI:
         callbacks: Callbacks | None,
         tags: Sequence[str] | None,
         metadata: Mapping[str, object] | None,
-    ) -> _Prepared:
+    ) -> PreparedCall:
         options = self._options
         if overrides:
             options = validate_options(merge_options(options, overrides))
@@ -346,9 +331,10 @@ class ChatOpenAI:
                 provider="openai",
                 server_address=host,
                 server_port=port,
+                api="responses" if options.get("use_responses_api") else "chat_completions",
             )
             run_callbacks = RunCallbacks(run, handlers)
-        return _Prepared(messages, kwargs, run_callbacks)
+        return PreparedCall(messages, kwargs, run_callbacks, options)
 
     # -- one call -------------------------------------------------------------------------
 
@@ -376,8 +362,8 @@ class ChatOpenAI:
         try:
             if run:
                 run.start_sync(prepared.messages)  # a raise_error handler ends the run here
-            raw = client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
-            message = _decode_completion(raw)
+            raw = prepared.endpoint(client).with_raw_response.create(**prepared.kwargs)
+            message = decode_answer(raw, prepared)
         except BaseException as exc:
             if run:
                 run.error_sync(exc)
@@ -410,8 +396,8 @@ class ChatOpenAI:
         try:
             if run:
                 await run.astart(prepared.messages)  # a raise_error handler ends the run here
-            raw = await client.chat.completions.with_raw_response.create(**prepared.kwargs)  # type: ignore[call-overload]
-            message = _decode_completion(raw)
+            raw = await prepared.endpoint(client).with_raw_response.create(**prepared.kwargs)
+            message = decode_answer(raw, prepared)
         except BaseException as exc:
             if run:
                 await run.aerror(exc)
@@ -444,10 +430,12 @@ class ChatOpenAI:
             metadata=metadata,
         )
         kwargs = prepared.kwargs
+        endpoint = prepared.endpoint(client)
         return ChatStream(
-            lambda: client.chat.completions.create(**kwargs),  # type: ignore[call-overload]
+            lambda: endpoint.create(**kwargs),
             callbacks=prepared.callbacks,
             messages=prepared.messages,
+            accumulator=prepared.accumulator(),
         )
 
     def astream(
@@ -471,10 +459,12 @@ class ChatOpenAI:
             metadata=metadata,
         )
         kwargs = prepared.kwargs
+        endpoint = prepared.endpoint(client)
         return AsyncChatStream(
-            lambda: client.chat.completions.create(**kwargs),  # type: ignore[call-overload]
+            lambda: endpoint.create(**kwargs),
             callbacks=prepared.callbacks,
             messages=prepared.messages,
+            accumulator=prepared.accumulator(),
         )
 
     # -- many calls -----------------------------------------------------------------------
@@ -486,10 +476,13 @@ class ChatOpenAI:
         callbacks: Callbacks | None,
     ) -> list[list[BaseMessage]]:
         """What each call of a batch would reject, checked before the first request is sent."""
-        if options:
-            validate_options(merge_options(self._options, options))
+        merged = validate_options(merge_options(self._options, options)) if options else None
         check_handlers(callbacks)
-        return [coerce_messages(item) for item in inputs]
+        prompts = [coerce_messages(item) for item in inputs]
+        if (merged or self._options).get("use_responses_api"):
+            for prompt in prompts:
+                input_items(prompt)  # what the Responses API has no place for
+        return prompts
 
     def batch(
         self,

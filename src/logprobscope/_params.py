@@ -24,6 +24,9 @@ class CallOptions(TypedDict, total=False):
     `response_format` a dict or a pydantic model (sent as a strict JSON schema).
     `model_kwargs` holds any other request field (`frequency_penalty`, a server's own
     extension, ...), passed through as given.
+
+    `use_responses_api` sends the call to the Responses API (`POST /v1/responses`) instead
+    of Chat Completions; `instructions` and `previous_response_id` are that API's own.
     """
 
     model: str
@@ -41,6 +44,9 @@ class CallOptions(TypedDict, total=False):
     parallel_tool_calls: bool | None
     response_format: Mapping[str, object] | type[BaseModel] | None
     model_kwargs: Mapping[str, object]
+    use_responses_api: bool
+    instructions: str | None
+    previous_response_id: str | None
 
 
 _OPTION_NAMES = frozenset(CallOptions.__annotations__)
@@ -122,12 +128,39 @@ def validate_options(options: CallOptions) -> CallOptions:
     extra = options.get("model_kwargs", {})
     if not isinstance(extra, Mapping):
         raise TypeError("model_kwargs must be a mapping of request fields")
-    clash = {"messages", "stream", "stream_options"} & set(extra)
-    if clash:
-        raise ValueError(
-            f"model_kwargs may not set {', '.join(sorted(clash))}: use stream()/stream_usage"
-        )
+    if _check_api(options, extra):
+        from ._responses_request import check_responses_options
+
+        check_responses_options(options)
+    else:
+        clash = {"messages", "stream", "stream_options"} & set(extra)
+        if clash:
+            raise ValueError(
+                f"model_kwargs may not set {', '.join(sorted(clash))}: use stream()/stream_usage"
+            )
     return _convert(options, extra)
+
+
+def _check_api(options: CallOptions, extra: Mapping[str, object]) -> bool:
+    """Whether the call goes to the Responses API; its own parameters checked."""
+    responses = options.get("use_responses_api", False)
+    if not isinstance(responses, bool):
+        raise TypeError(f"use_responses_api must be True or False, not {responses!r}")
+    for name in ("instructions", "previous_response_id"):
+        value = options.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, not {value!r}")
+        if not responses:
+            raise ValueError(f"{name} is a Responses API parameter: set use_responses_api=True")
+        if name in extra:
+            raise ValueError(f"{name} given both as a parameter and in model_kwargs")
+    if responses and options.get("max_tokens") is not None and "max_output_tokens" in extra:
+        raise ValueError(
+            "max_tokens given both as a parameter and as model_kwargs' max_output_tokens"
+        )
+    return responses
 
 
 def _convert(options: CallOptions, extra: Mapping[str, object]) -> CallOptions:
@@ -183,8 +216,12 @@ def build_request(
     """The SDK's keyword arguments and the invocation parameters (body without messages).
 
     Fields the SDK's `create` does not name go in `extra_body`, so any server extension
-    passes through unchanged.
+    passes through unchanged. A Responses API call's are `build_responses_request`'s.
     """
+    if options.get("use_responses_api"):
+        from ._responses_request import build_responses_request
+
+        return build_responses_request(options, messages, stream=stream)
     params: dict[str, object] = {"model": options["model"]}
     if options.get("logprobs"):
         params["logprobs"] = True

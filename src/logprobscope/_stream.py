@@ -24,6 +24,7 @@ import openai
 
 from ._callbacks import RunCallbacks
 from ._messages import AIMessage, AIMessageChunk, BaseMessage
+from ._responses_wire import ResponseError, ResponsesAccumulator
 from ._sse import DONE, SSEParser
 from ._wire import StreamAccumulator, loads
 
@@ -34,6 +35,10 @@ logger = logging.getLogger("logprobscope")
 
 class _SDKStream(Protocol):
     response: httpx2.Response
+
+
+# A chat completion's chunks, or a Responses API stream's events.
+Accumulator = StreamAccumulator | ResponsesAccumulator
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -78,10 +83,15 @@ class _StreamCore:
         "__weakref__",
     )
 
-    def __init__(self, callbacks: RunCallbacks | None, messages: Sequence[BaseMessage]) -> None:
+    def __init__(
+        self,
+        callbacks: RunCallbacks | None,
+        messages: Sequence[BaseMessage],
+        accumulator: Accumulator | None,
+    ) -> None:
         self._callbacks = callbacks
         self._messages = messages
-        self._acc = StreamAccumulator()
+        self._acc: Accumulator = accumulator if accumulator is not None else StreamAccumulator()
         self._parser = SSEParser()
         self._ready: list[bytes] = []
         self._pos = 0
@@ -98,7 +108,13 @@ class _StreamCore:
                 message = "An error occurred during streaming"
             assert self._response is not None
             raise openai.APIError(message, self._response.request, body=error)
-        return self._acc.feed(body)
+        try:
+            return self._acc.feed(body)
+        except ResponseError as failed:  # a Responses stream's `error` or `response.failed`
+            assert self._response is not None
+            raise openai.APIError(
+                failed.message, self._response.request, body=failed.body
+            ) from None
 
     def message(self, *, incomplete: bool) -> AIMessage:
         """Everything received so far, as one message."""
@@ -121,8 +137,9 @@ class ChatStream(_StreamCore):
         *,
         callbacks: RunCallbacks | None,
         messages: Sequence[BaseMessage],
+        accumulator: Accumulator | None = None,
     ) -> None:
-        super().__init__(callbacks, messages)
+        super().__init__(callbacks, messages, accumulator)
         self._open = open_stream
         self._bytes: Iterator[bytes] | None = None
         if callbacks:
@@ -253,8 +270,9 @@ class AsyncChatStream(_StreamCore):
         *,
         callbacks: RunCallbacks | None,
         messages: Sequence[BaseMessage],
+        accumulator: Accumulator | None = None,
     ) -> None:
-        super().__init__(callbacks, messages)
+        super().__init__(callbacks, messages, accumulator)
         self._open = open_stream
         self._bytes: AsyncIterator[bytes] | None = None
         self._started = False

@@ -1,7 +1,8 @@
 """`instrument_openai`'s streams: the caller's `openai.Stream`, observed chunk by chunk.
 
 The proxy is still an `openai.Stream` (or `openai.AsyncStream`): it yields the SDK's own
-chunks and forwards every other attribute to the real stream. Each chunk's tokens (every
+chunks (or, for the Responses API, events: its recorder is `_traced_responses`') and forwards
+every other attribute to the real stream. Each chunk's tokens (every
 choice's content and refusal) and arrival go to the call as the caller's loop receives it.
 The call ends exactly once, at once: when the stream is exhausted (completed); when it is
 closed, left through its context manager or collected unclosed (not completed); or when it
@@ -20,14 +21,38 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletionChunk
 
 from .otel import CallTelemetry, ResponseFacts
 
-__all__ = ["StreamRecorder", "TracedAsyncStream", "TracedStream"]
+__all__ = ["Recorder", "StreamRecorder", "TracedAsyncStream", "TracedStream"]
+
+_T = TypeVar("_T")
+_T_contra = TypeVar("_T_contra", contravariant=True)
+
+
+class Recorder(Protocol[_T_contra]):
+    """What a traced stream feeds: each item, then one end or failure.
+
+    `reading` is True while the proxy waits for the real stream's next item.
+    """
+
+    reading: bool
+
+    @property
+    def call(self) -> CallTelemetry: ...
+
+    def chunk(self, item: _T_contra) -> None: ...
+
+    def end(self, *, completed: bool) -> None: ...
+
+    def response_closed(self) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
 
 logger = logging.getLogger("logprobscope")
 
@@ -162,7 +187,7 @@ class StreamRecorder:
         self.call.fail(error)
 
 
-def _watch_close(stream: object, recorder: StreamRecorder) -> None:
+def _watch_close(stream: object, recorder: Recorder[Any]) -> None:
     # Wrap the response's own close, on this response object only (see the module docstring).
     response = getattr(stream, "response", None)
     original: Callable[[], object] | None = getattr(response, "close", None)
@@ -181,7 +206,7 @@ def _watch_close(stream: object, recorder: StreamRecorder) -> None:
         logger.debug("cannot watch a stream's response", exc_info=True)
 
 
-def _watch_aclose(stream: object, recorder: StreamRecorder) -> None:
+def _watch_aclose(stream: object, recorder: Recorder[Any]) -> None:
     response = getattr(stream, "response", None)
     original: Callable[[], Awaitable[object]] | None = getattr(response, "aclose", None)
     if original is None:
@@ -199,10 +224,10 @@ def _watch_aclose(stream: object, recorder: StreamRecorder) -> None:
         logger.debug("cannot watch a stream's response", exc_info=True)
 
 
-class TracedStream(openai.Stream[ChatCompletionChunk]):
+class TracedStream(openai.Stream[_T]):
     """The caller's `openai.Stream`, observed: same chunks, same attributes, one span end."""
 
-    def __init__(self, stream: openai.Stream[ChatCompletionChunk], recorder: StreamRecorder):
+    def __init__(self, stream: openai.Stream[_T], recorder: Recorder[_T]):
         # The real stream does all the work; nothing of Stream.__init__ is needed here.
         self.__dict__["_lps_stream"] = stream
         self.__dict__["_lps_recorder"] = recorder
@@ -217,14 +242,14 @@ class TracedStream(openai.Stream[ChatCompletionChunk]):
     def __repr__(self) -> str:
         return f"<traced {self.__dict__['_lps_stream']!r}>"
 
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+    def __iter__(self) -> Iterator[_T]:
         return self
 
-    def __next__(self) -> ChatCompletionChunk:
-        recorder: StreamRecorder = self.__dict__["_lps_recorder"]
+    def __next__(self) -> _T:
+        recorder: Recorder[_T] = self.__dict__["_lps_recorder"]
         recorder.reading = True
         try:
-            chunk: ChatCompletionChunk = next(self.__dict__["_lps_stream"])
+            chunk: _T = next(self.__dict__["_lps_stream"])
         except StopIteration:
             recorder.end(completed=True)
             raise
@@ -236,7 +261,7 @@ class TracedStream(openai.Stream[ChatCompletionChunk]):
         recorder.chunk(chunk)
         return chunk
 
-    def __enter__(self) -> TracedStream:
+    def __enter__(self) -> TracedStream[_T]:
         return self
 
     def __exit__(
@@ -262,12 +287,10 @@ class TracedStream(openai.Stream[ChatCompletionChunk]):
             recorder.end(completed=False)
 
 
-class TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
+class TracedAsyncStream(openai.AsyncStream[_T]):
     """The caller's `openai.AsyncStream`, observed: same chunks, same attributes, one span end."""
 
-    def __init__(
-        self, stream: openai.AsyncStream[ChatCompletionChunk], recorder: StreamRecorder
-    ) -> None:
+    def __init__(self, stream: openai.AsyncStream[_T], recorder: Recorder[_T]) -> None:
         self.__dict__["_lps_stream"] = stream
         self.__dict__["_lps_recorder"] = recorder
         _watch_aclose(stream, recorder)
@@ -281,14 +304,14 @@ class TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
     def __repr__(self) -> str:
         return f"<traced {self.__dict__['_lps_stream']!r}>"
 
-    def __aiter__(self) -> TracedAsyncStream:
+    def __aiter__(self) -> TracedAsyncStream[_T]:
         return self
 
-    async def __anext__(self) -> ChatCompletionChunk:
-        recorder: StreamRecorder = self.__dict__["_lps_recorder"]
+    async def __anext__(self) -> _T:
+        recorder: Recorder[_T] = self.__dict__["_lps_recorder"]
         recorder.reading = True
         try:
-            chunk: ChatCompletionChunk = await self.__dict__["_lps_stream"].__anext__()
+            chunk: _T = await self.__dict__["_lps_stream"].__anext__()
         except StopAsyncIteration:
             recorder.end(completed=True)
             raise
@@ -300,7 +323,7 @@ class TracedAsyncStream(openai.AsyncStream[ChatCompletionChunk]):
         recorder.chunk(chunk)
         return chunk
 
-    async def __aenter__(self) -> TracedAsyncStream:
+    async def __aenter__(self) -> TracedAsyncStream[_T]:
         return self
 
     async def __aexit__(

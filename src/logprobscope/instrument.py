@@ -43,6 +43,15 @@ Not traced, passed through untouched: `with_streaming_response` calls and
 `with_raw_response.create(stream=True)` (the caller reads the HTTP body itself), and the calls
 of `logprobscope.ChatOpenAI` (its OpenTelemetry handler traces those).
 
+The Responses API is traced the same way, by the same call: `responses.create` (streamed or
+not, and its `with_raw_response`), the `responses.stream()` helper (it calls `create`) and
+`responses.parse()`, sync and async. The span is a chat completion's with
+`openai.api.type = "responses"`; its tokens are those of every `output_text` part, a stream's
+taken from its `response.output_text.delta` events (see `_traced_responses` and
+docs/telemetry.md); its streams end their span however they end, as chat streams do. Not
+traced: `responses.retrieve(..., stream=True)` and `responses.stream(response_id=...)`, which
+resume a response instead of creating one.
+
 A LangChain `ChatOpenAI` calls `create` on its own client too, so instrumenting all clients
 covers it; where `logprobscope.langchain.LogprobsCallbackHandler` records the LangChain run (the
 handler attached, or `LangChainInstrumentor`), the `create` call under it is left to the
@@ -68,15 +77,17 @@ import functools
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import openai
 from openai._legacy_response import LegacyAPIResponse
 from openai.resources.chat.completions import AsyncCompletions, Completions
+from openai.resources.responses import AsyncResponses, Responses
 from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
 from pydantic import BaseModel
 from typing_extensions import Unpack
 
@@ -84,19 +95,23 @@ from ._endpoint import server_address_port
 from ._neighbours import claimed_langchain_run, current_chat_span
 from ._patching import below_proxies, remove_layer
 from ._structured import response_format_param
-from ._traced_stream import StreamRecorder, TracedAsyncStream, TracedStream
-from .otel import CallTelemetry, LogprobTelemetry, ResponseFacts, TelemetryKwargs
+from ._traced_chat import fail_call, record_completion
+from ._traced_responses import ResponsesRecorder, input_messages, record_response, request_of
+from ._traced_stream import Recorder, StreamRecorder, TracedAsyncStream, TracedStream
+from .otel import CallTelemetry, LogprobTelemetry, TelemetryKwargs
 
 __all__ = ["instrument_openai", "uninstrument_openai"]
 
 logger = logging.getLogger("logprobscope")
 
-_METHODS: Final = ("create", "parse")
 _MARK: Final = "__logprobscope_instrumentation__"
 _RAW_RESPONSE_HEADER: Final = "X-Stainless-Raw-Response"
 _STACK_DEPTH: Final = 8
-# Arguments of `create` that are not part of the request body.
-_NOT_BODY: Final = frozenset({"messages", "extra_headers", "extra_query", "extra_body", "timeout"})
+# Arguments of `create` that are not part of the request body (the messages or input aside;
+# `text_format` is the Responses `parse()`'s class to parse the answer into).
+_NOT_BODY: Final = frozenset(
+    {"extra_headers", "extra_query", "extra_body", "timeout", "text_format"}
+)
 # Set while a traced `create` runs, so a client wrapper over the patched class (or any nested
 # call) does not trace the same call twice.
 _IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -114,6 +129,29 @@ class _State:
         self.telemetry = telemetry
         self.active = True  # False: uninstrumented, but our layer could not be taken out
 
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """One traced method of the SDK: its classes, and the API its calls go to."""
+
+    api: Literal["chat_completions", "responses"]
+    classes: tuple[type, type]  # sync, async
+    method: str
+    inputs: str  # the argument holding the messages (not a request attribute)
+
+    def resource(self, client: openai.OpenAI | openai.AsyncOpenAI) -> Any:
+        return client.responses if self.api == "responses" else client.chat.completions
+
+
+_CHAT: Final = (Completions, AsyncCompletions)
+_RESPONSES: Final = (Responses, AsyncResponses)
+_ENDPOINTS: Final = (
+    _Endpoint("chat_completions", _CHAT, "create", "messages"),
+    _Endpoint("chat_completions", _CHAT, "parse", "messages"),
+    _Endpoint("responses", _RESPONSES, "create", "input"),
+    # Responses.parse posts the request itself (not through create): traced on its own
+    _Endpoint("responses", _RESPONSES, "parse", "input"),
+)
 
 # Per patched method of a class: our layer, what it calls, and its state.
 _CLASS_LAYERS: dict[tuple[type, str], tuple[object, object, _State]] = {}
@@ -156,9 +194,9 @@ def _server(resource: object) -> tuple[str | None, int | None]:
         return None, None
 
 
-def _params(kwargs: Mapping[str, object]) -> dict[str, object]:
+def _params(kwargs: Mapping[str, object], inputs: str) -> dict[str, object]:
     # The request body without the messages, as the API receives it.
-    params = {k: v for k, v in kwargs.items() if k not in _NOT_BODY and _given(v)}
+    params = {k: v for k, v in kwargs.items() if k not in _NOT_BODY and k != inputs and _given(v)}
     extra = kwargs.get("extra_body")
     if isinstance(extra, Mapping):
         params.update((str(k), v) for k, v in extra.items())
@@ -176,137 +214,102 @@ def _given(value: object) -> bool:
     return not isinstance(value, (openai.NotGiven, openai.Omit))
 
 
-def _record_completion(call: CallTelemetry, completion: ChatCompletion, capture: bool) -> None:
-    now = time.time_ns()
-    choices = completion.choices
-    output: ResponseFacts = ResponseFacts()
-    for choice in choices:
-        logprobs = choice.logprobs
-        index = choice.index
-        if logprobs is not None:
-            # The SDK's entries are token-like (token, logprob, bytes, top_logprobs).
-            if logprobs.content:
-                call.add_tokens(logprobs.content, time_ns=now, choice=index)
-            if logprobs.refusal:
-                call.add_tokens(logprobs.refusal, time_ns=now, channel="refusal", choice=index)
-        if capture and index == 0:
-            message = choice.message
-            calls = [
-                c.model_dump(include={"id", "type", "function"}) for c in message.tool_calls or []
-            ]
-            output = ResponseFacts(
-                output_text=message.content,
-                output_refusal=message.refusal,
-                output_tool_calls=calls or None,
-            )
-    usage = completion.usage
-    call.set_response(
-        ResponseFacts(
-            id=completion.id,
-            model=completion.model,
-            finish_reasons=[c.finish_reason for c in choices if c.finish_reason],
-            input_tokens=usage.prompt_tokens if usage is not None else None,
-            output_tokens=usage.completion_tokens if usage is not None else None,
-            output_text=output.output_text,
-            output_refusal=output.output_refusal,
-            output_tool_calls=output.output_tool_calls,
-        )
-    )
-
-
-def _carried_completion(error: BaseException) -> ChatCompletion | None:
-    # parse() raises these with the completion it could not parse: its tokens are kept.
-    if isinstance(error, (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError)):
-        completion = error.completion
-        return completion if isinstance(completion, ChatCompletion) else None
-    return None
-
-
-def _fail(call: CallTelemetry, error: BaseException, capture: bool) -> None:
-    try:
-        completion = _carried_completion(error)
-        if completion is not None:
-            _record_completion(call, completion, capture)
-    except Exception:  # telemetry never breaks the call
-        logger.debug("recording a failed call's completion failed", exc_info=True)
-    call.fail(error)
-
-
 # -- the wrapped calls -------------------------------------------------------------------------
 
 
 def _start(
-    state: _State, resource: object, kwargs: Mapping[str, object]
+    state: _State, endpoint: _Endpoint, resource: object, kwargs: Mapping[str, object]
 ) -> tuple[CallTelemetry, bool]:
     host, port = _server(resource)
     telemetry = state.telemetry
-    messages = kwargs.get("messages")
+    capture = telemetry.capture_content
+    messages: object = kwargs.get(endpoint.inputs)
+    if endpoint.api == "responses" and capture:
+        messages = input_messages(messages)
     # Another instrumentation's span for this call, current around it (ours runs innermost,
     # inside theirs): the call is recorded on it instead of a span of ours.
     call = telemetry.start_call(
         span=current_chat_span(),
         model=str(kwargs.get("model", "")),
         stream=kwargs.get("stream") is True,
-        params=_params(kwargs),
+        params=_params(kwargs, endpoint.inputs),
         provider="openai",
         server_address=host,
         server_port=port,
         input_messages=messages if isinstance(messages, Sequence) else None,
+        api=endpoint.api,
     )
-    return call, telemetry.capture_content
+    return call, capture
 
 
-def _finish(call: CallTelemetry, result: object, capture: bool) -> object:
+def _finish(
+    call: CallTelemetry, result: object, capture: bool, endpoint: _Endpoint, resource: object
+) -> object:
     try:
-        if isinstance(result, openai.Stream):
-            return TracedStream(result, StreamRecorder(call, capture))
-        if isinstance(result, openai.AsyncStream):
-            return TracedAsyncStream(result, StreamRecorder(call, capture))
-        completion = result
+        if isinstance(result, (openai.Stream, openai.AsyncStream)):
+            recorder: Recorder[Any] = StreamRecorder(call, capture)
+            if endpoint.api == "responses":
+                recorder = ResponsesRecorder(call, capture, request_of(resource, result))
+            if isinstance(result, openai.Stream):
+                return TracedStream(result, recorder)
+            return TracedAsyncStream(result, recorder)
+        answer = result
         if isinstance(result, LegacyAPIResponse):
             # with_raw_response: the SDK's own parse, cached, so the caller's later parse()
             # returns this very object (and raises what it raises: the call failed so).
             try:
-                completion = result.parse()
+                answer = result.parse()
             except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
-                _fail(call, exc, capture)
+                fail_call(call, exc, capture)
                 return result
-        if isinstance(completion, ChatCompletion):
-            _record_completion(call, completion, capture)
+        if isinstance(answer, ChatCompletion):
+            record_completion(call, answer, capture)
+        elif isinstance(answer, Response):
+            record_response(call, answer, capture, request_of(resource, result))
     except Exception:  # telemetry never breaks the call
-        logger.debug("recording a chat completion failed", exc_info=True)
+        logger.debug("recording an answer failed", exc_info=True)
     call.end(completed=None)
     return result
 
 
 def _traced_sync(
-    state: _State, resource: object, create: Callable[..., object], args: Any, kwargs: Any
+    state: _State,
+    endpoint: _Endpoint,
+    resource: object,
+    create: Callable[..., object],
+    args: Any,
+    kwargs: Any,
 ) -> object:
-    call, capture = _start(state, resource, kwargs)
+    call, capture = _start(state, endpoint, resource, kwargs)
     token = _IN_CALL.set(True)
     try:
         result = create(*args, **kwargs)
     except BaseException as exc:
-        _fail(call, exc, capture)
+        fail_call(call, exc, capture)
         raise
     finally:
         _IN_CALL.reset(token)
-    return _finish(call, result, capture)
+    return _finish(call, result, capture, endpoint, resource)
 
 
 async def _traced_async(
-    state: _State, resource: object, create: Callable[..., Any], args: Any, kwargs: Any
+    state: _State,
+    endpoint: _Endpoint,
+    resource: object,
+    create: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
 ) -> object:
-    call, capture = _start(state, resource, kwargs)
+    call, capture = _start(state, endpoint, resource, kwargs)
     token = _IN_CALL.set(True)
     try:
         result = await create(*args, **kwargs)
     except BaseException as exc:
-        _fail(call, exc, capture)
+        fail_call(call, exc, capture)
         raise
     finally:
         _IN_CALL.reset(token)
-    return _finish(call, result, capture)
+    return _finish(call, result, capture, endpoint, resource)
 
 
 def _passes_through(state: _State, kwargs: Mapping[str, object]) -> bool:
@@ -323,23 +326,27 @@ def _passes_through(state: _State, kwargs: Mapping[str, object]) -> bool:
     return _from_logprobscope(2)  # depth 2: the caller of the wrapper that called us
 
 
-def _class_wrapper(original: Callable[..., Any], state: _State, is_async: bool) -> Any:
+def _class_wrapper(
+    original: Callable[..., Any], state: _State, endpoint: _Endpoint, is_async: bool
+) -> Any:
     if is_async:
 
         @functools.wraps(original)
-        async def acreate(self: AsyncCompletions, *args: Any, **kwargs: Any) -> Any:
+        async def acreate(self: object, *args: Any, **kwargs: Any) -> Any:
             if _passes_through(state, kwargs):
                 return await original(self, *args, **kwargs)
-            return await _traced_async(state, self, functools.partial(original, self), args, kwargs)
+            bound = functools.partial(original, self)
+            return await _traced_async(state, endpoint, self, bound, args, kwargs)
 
         wrapper: Any = acreate
     else:
 
         @functools.wraps(original)
-        def create(self: Completions, *args: Any, **kwargs: Any) -> Any:
+        def create(self: object, *args: Any, **kwargs: Any) -> Any:
             if _passes_through(state, kwargs):
                 return original(self, *args, **kwargs)
-            return _traced_sync(state, self, functools.partial(original, self), args, kwargs)
+            bound = functools.partial(original, self)
+            return _traced_sync(state, endpoint, self, bound, args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
@@ -347,15 +354,15 @@ def _class_wrapper(original: Callable[..., Any], state: _State, is_async: bool) 
 
 
 def _instance_wrapper(
-    resource: Completions | AsyncCompletions, original: Callable[..., Any], state: _State
+    resource: object, original: Callable[..., Any], state: _State, endpoint: _Endpoint
 ) -> Any:
-    if isinstance(resource, AsyncCompletions):
+    if isinstance(resource, endpoint.classes[1]):
 
         @functools.wraps(original)
         async def acreate(*args: Any, **kwargs: Any) -> Any:
             if _passes_through(state, kwargs):
                 return await original(*args, **kwargs)
-            return await _traced_async(state, resource, original, args, kwargs)
+            return await _traced_async(state, endpoint, resource, original, args, kwargs)
 
         wrapper: Any = acreate
     else:
@@ -364,7 +371,7 @@ def _instance_wrapper(
         def create(*args: Any, **kwargs: Any) -> Any:
             if _passes_through(state, kwargs):
                 return original(*args, **kwargs)
-            return _traced_sync(state, resource, original, args, kwargs)
+            return _traced_sync(state, endpoint, resource, original, args, kwargs)
 
         wrapper = create
     setattr(wrapper, _MARK, state)
@@ -382,17 +389,18 @@ def _reachable(cls: type, name: str, layer: object) -> bool:
     return False
 
 
-def _instrument_class(cls: type, name: str, state: _State, is_async: bool) -> None:
+def _instrument_class(cls: type, endpoint: _Endpoint, state: _State, is_async: bool) -> None:
     # Innermost: under any other instrumentation's proxy (wrapt) already there, next to the
     # SDK's function; one patching later wraps over us. Either way their span is current
     # when ours runs, and ours can record on it.
+    name = endpoint.method
     known = _CLASS_LAYERS.get((cls, name))
     if known is not None and _reachable(cls, name, known[0]):
         known[2].telemetry = state.telemetry
         known[2].active = True
         return
     holder, inner = below_proxies(cls, name)
-    ours = _class_wrapper(cast("Callable[..., Any]", inner), state, is_async)
+    ours = _class_wrapper(cast("Callable[..., Any]", inner), state, endpoint, is_async)
     if holder is None:
         setattr(cls, name, ours)
     else:
@@ -403,11 +411,17 @@ def _instrument_class(cls: type, name: str, state: _State, is_async: bool) -> No
 # -- public API ----------------------------------------------------------------------------------
 
 
-def _resource(client: openai.OpenAI | openai.AsyncOpenAI) -> Completions | AsyncCompletions:
-    resource = client.chat.completions
-    if not isinstance(resource, (Completions, AsyncCompletions)):
+def _resources(client: openai.OpenAI | openai.AsyncOpenAI) -> list[tuple[_Endpoint, Any]]:
+    """Each traced method's resource of `client`, checked to be the SDK's own."""
+    if not isinstance(client.chat.completions, _CHAT):
         raise TypeError(f"{type(client).__name__}.chat.completions is not the openai SDK's")
-    return resource
+    out: list[tuple[_Endpoint, Any]] = []
+    for endpoint in _ENDPOINTS:
+        resource = endpoint.resource(client)
+        if not isinstance(resource, endpoint.classes):
+            raise TypeError(f"{type(client).__name__}.{endpoint.api} is not the openai SDK's")
+        out.append((endpoint, resource))
+    return out
 
 
 def instrument_openai(
@@ -416,14 +430,15 @@ def instrument_openai(
     telemetry: LogprobTelemetry | None = None,
     **options: Unpack[TelemetryKwargs],
 ) -> None:
-    """Emit logprob telemetry for every chat completion call of `client`, or of all clients.
+    """Emit logprob telemetry for every model call of `client`, or of all clients.
 
-    With a client (`openai.OpenAI` or `openai.AsyncOpenAI`): that client's
-    `chat.completions.create` and `chat.completions.parse` are wrapped, on that object only.
-    With None: those methods of the SDK's `Completions` and `AsyncCompletions` are patched,
-    for every client, existing or future (like OpenTelemetry's instrumentors). Each call then
-    emits one `chat {model}` span with the logprob events and summary attributes, and records
-    the metrics, as described in the module's docstring.
+    The calls are `chat.completions.create` and `.parse`, and `responses.create` and
+    `.parse` (the SDK's `stream()` helpers call `create`). With a client (`openai.OpenAI`
+    or `openai.AsyncOpenAI`): those methods are wrapped, on that client's objects only. With
+    None: those methods of the SDK's `Completions`, `AsyncCompletions`, `Responses` and
+    `AsyncResponses` are patched, for every client, existing or future (like OpenTelemetry's
+    instrumentors). Each call then emits one `chat {model}` span with the logprob events and
+    summary attributes, and records the metrics, as described in the module's docstring.
 
     Idempotent: instrumenting what is already instrumented never wraps twice; it replaces the
     telemetry used from then on. `uninstrument_openai` undoes it.
@@ -444,18 +459,18 @@ def instrument_openai(
     state = _State(telemetry)
     with _LOCK:
         if client is None:
-            for cls, is_async in ((Completions, False), (AsyncCompletions, True)):
-                for name in _METHODS:
-                    _instrument_class(cls, name, state, is_async)
+            for endpoint in _ENDPOINTS:
+                for cls, is_async in zip(endpoint.classes, (False, True), strict=True):
+                    _instrument_class(cls, endpoint, state, is_async)
             return
-        resource = _resource(client)
-        for name in _METHODS:
+        for endpoint, resource in _resources(client):
+            name = endpoint.method
             existing = getattr(resource.__dict__.get(name), _MARK, None)
             if isinstance(existing, _State):
                 existing.telemetry = state.telemetry
             else:
                 original = getattr(resource, name)
-                setattr(resource, name, _instance_wrapper(resource, original, state))
+                setattr(resource, name, _instance_wrapper(resource, original, state, endpoint))
 
 
 def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None) -> None:
@@ -468,15 +483,16 @@ def uninstrument_openai(client: openai.OpenAI | openai.AsyncOpenAI | None = None
     """
     with _LOCK:
         if client is None:
-            for cls in (Completions, AsyncCompletions):
-                for name in _METHODS:
+            for endpoint in _ENDPOINTS:
+                for cls in endpoint.classes:
+                    name = endpoint.method
                     layer = _CLASS_LAYERS.pop((cls, name), None)
                     if layer is not None:
                         ours, inner, state = layer
                         if not remove_layer(cls, name, ours, inner):
                             state.active = False  # under another's wrapper: passes through
             return
-        resource = _resource(client)
-        for name in _METHODS:
+        for endpoint, resource in _resources(client):
+            name = endpoint.method
             if isinstance(getattr(resource.__dict__.get(name), _MARK, None), _State):
                 del resource.__dict__[name]

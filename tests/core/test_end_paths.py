@@ -3,6 +3,8 @@
 Each test attaches a synchronous and an asynchronous recording handler; the fixtures check
 after the test that every run started once and ended exactly once, last. Errors come from
 the real replay server (HTTP statuses, a cut connection, a stall, malformed or error events).
+Every test runs through both APIs, Chat Completions and Responses (the `api` fixture; fault
+indexes are `api.event(n)`, after n token events, which leaves 1 + n chunks either way).
 """
 
 from __future__ import annotations
@@ -11,17 +13,24 @@ import asyncio
 import gc
 import json
 from collections.abc import Callable
+from typing import Any
 
 import openai
 import pytest
 
 from logprobscope import AIMessage, AIMessageChunk, AsyncChatStream, ChatOpenAI, ChatStream
 from logprobscope.testing import SEED_STREAM, Faults, ReplayServer
+from tests.support.apis import Api, through
 from tests.support.factories import ModelFactory, ServerFactory
 from tests.support.recording import AsyncRecordingHandler, RecordingHandler
 
 SEED_TEXT = "Thank you for asking! I'm here and ready to help. How can I assist you today?"
-N_SEED_EVENTS = 1 + 19 + 1 + 1  # role, 19 tokens, finish, usage
+
+
+@pytest.fixture
+def make_model(make_model: ModelFactory, api: Api) -> ModelFactory:
+    """The shared factory, its models calling through `api` (every test runs through both)."""
+    return through(make_model, api)
 
 
 class UserError(Exception):
@@ -316,11 +325,18 @@ def test_other_statuses_are_the_sdks_errors(
 
 
 def test_sdk_retries_make_one_run(
-    make_server: ServerFactory, recorder: RecordingHandler, async_recorder: AsyncRecordingHandler
+    api: Api,
+    make_server: ServerFactory,
+    recorder: RecordingHandler,
+    async_recorder: AsyncRecordingHandler,
 ) -> None:
     server = make_server(faults=Faults(status=429, fail_first=1, retry_after=0.05))
     model = ChatOpenAI(  # the SDK's default retries
-        model="gpt-4o", logprobs=True, base_url=server.base_url, api_key="k"
+        model="gpt-4o",
+        logprobs=True,
+        base_url=server.base_url,
+        api_key="k",
+        use_responses_api=api.responses,
     )
     message = model.invoke("hi", callbacks=[recorder, async_recorder])
     assert message.content.startswith("Thank you")
@@ -335,12 +351,13 @@ def test_sdk_retries_make_one_run(
 
 
 def test_connection_cut_mid_stream(
+    api: Api,
     make_server: ServerFactory,
     make_model: ModelFactory,
     recorder: RecordingHandler,
     async_recorder: AsyncRecordingHandler,
 ) -> None:
-    server = make_server(faults=Faults(cut_after=5))
+    server = make_server(faults=Faults(cut_after=api.event(4)))
     model = make_model(server, logprobs=True)
     got: list[AIMessageChunk] = []
     with pytest.raises(openai.APIConnectionError) as caught:
@@ -367,12 +384,13 @@ def test_connection_cut_invoke(
 
 
 def test_stall_past_the_timeout(
+    api: Api,
     make_server: ServerFactory,
     make_model: ModelFactory,
     recorder: RecordingHandler,
     async_recorder: AsyncRecordingHandler,
 ) -> None:
-    server = make_server(faults=Faults(stall_after=3, stall_seconds=20))
+    server = make_server(faults=Faults(stall_after=api.event(2), stall_seconds=20))
     model = make_model(server, logprobs=True, timeout=0.5)
     got: list[AIMessageChunk] = []
     with pytest.raises(openai.APITimeoutError) as caught:
@@ -383,21 +401,22 @@ def test_stall_past_the_timeout(
 
 
 @pytest.mark.parametrize(
-    ("faults", "error"),
-    [
-        (Faults(cut_after=5), openai.APIConnectionError),
-        (Faults(stall_after=5, stall_seconds=20), openai.APITimeoutError),
-    ],
-    ids=["cut", "stall"],
+    ("fault", "error"),
+    [("cut", openai.APIConnectionError), ("stall", openai.APITimeoutError)],
 )
 def test_legacy_httpx_client_errors_are_the_sdks(
+    api: Api,
     make_server: ServerFactory,
     recorder: RecordingHandler,
-    faults: Faults,
+    fault: str,
     error: type[openai.APIError],
 ) -> None:
     # The SDK also takes a legacy httpx client; its transport errors must be mapped too.
     httpx = pytest.importorskip("httpx")
+    faults = {
+        "cut": Faults(cut_after=api.event(4)),
+        "stall": Faults(stall_after=api.event(4), stall_seconds=20),
+    }[fault]
     server = make_server(faults=faults)
     with openai.OpenAI(
         base_url=server.base_url,
@@ -405,7 +424,9 @@ def test_legacy_httpx_client_errors_are_the_sdks(
         max_retries=0,
         http_client=httpx.Client(timeout=0.5),
     ) as client:
-        model = ChatOpenAI(model="gpt-4o", logprobs=True, client=client)
+        model = ChatOpenAI(
+            model="gpt-4o", logprobs=True, client=client, use_responses_api=api.responses
+        )
         got: list[AIMessageChunk] = []
         with pytest.raises(error) as caught:
             for chunk in model.stream("hi", callbacks=[recorder]):
@@ -417,15 +438,17 @@ def test_legacy_httpx_client_errors_are_the_sdks(
 
 
 async def test_legacy_httpx_async_client_cut(
-    make_server: ServerFactory, recorder: RecordingHandler
+    api: Api, make_server: ServerFactory, recorder: RecordingHandler
 ) -> None:
     httpx = pytest.importorskip("httpx")
-    server = make_server(faults=Faults(cut_after=3))
+    server = make_server(faults=Faults(cut_after=api.event(2)))
     client = openai.AsyncOpenAI(
         base_url=server.base_url, api_key="k", max_retries=0, http_client=httpx.AsyncClient()
     )
     try:
-        model = ChatOpenAI(model="gpt-4o", logprobs=True, async_client=client)
+        model = ChatOpenAI(
+            model="gpt-4o", logprobs=True, async_client=client, use_responses_api=api.responses
+        )
         with pytest.raises(openai.APIConnectionError) as caught:
             async for _ in model.astream("hi", callbacks=[recorder]):
                 pass
@@ -444,30 +467,46 @@ def test_stall_past_the_timeout_invoke(
     assert recorder.error() is caught.value
 
 
-def _sdk_error(server: ReplayServer) -> BaseException:
-    """What the bare SDK raises while streaming from this server."""
+def _sdk_events(server: ReplayServer, api: Api) -> list[Any]:
+    """What the bare SDK yields while streaming from this server through `api`."""
     with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=5) as sdk:
-        try:
-            for _ in sdk.chat.completions.create(
+        if api.responses:
+            return list(
+                sdk.responses.create(
+                    model="gpt-4o",
+                    input="hi",
+                    include=["message.output_text.logprobs"],
+                    stream=True,
+                )
+            )
+        return list(
+            sdk.chat.completions.create(
                 model="gpt-4o",
                 messages=[{"role": "user", "content": "hi"}],
                 logprobs=True,
                 stream=True,
-            ):
-                pass
-        except Exception as exc:
-            return exc
+            )
+        )
+
+
+def _sdk_error(server: ReplayServer, api: Api) -> BaseException:
+    """What the bare SDK raises while streaming from this server through `api`."""
+    try:
+        _sdk_events(server, api)
+    except Exception as exc:
+        return exc
     raise AssertionError("the SDK did not raise")
 
 
 def test_malformed_json_chunk(
+    api: Api,
     make_server: ServerFactory,
     make_model: ModelFactory,
     recorder: RecordingHandler,
     async_recorder: AsyncRecordingHandler,
 ) -> None:
-    server = make_server(faults=Faults(malformed_at=3))
-    sdk_error = _sdk_error(server)
+    server = make_server(faults=Faults(malformed_at=api.event(2)))
+    sdk_error = _sdk_error(server, api)
     assert type(sdk_error) is json.JSONDecodeError  # the SDK's own behaviour
     model = make_model(server, logprobs=True)
     got: list[AIMessageChunk] = []
@@ -480,10 +519,10 @@ def test_malformed_json_chunk(
 
 
 def test_invalid_utf8_chunk(
-    make_server: ServerFactory, make_model: ModelFactory, recorder: RecordingHandler
+    api: Api, make_server: ServerFactory, make_model: ModelFactory, recorder: RecordingHandler
 ) -> None:
-    server = make_server(faults=Faults(invalid_utf8_at=2))
-    sdk_error = _sdk_error(server)
+    server = make_server(faults=Faults(invalid_utf8_at=api.event(1)))
+    sdk_error = _sdk_error(server, api)
     model = make_model(server, logprobs=True)
     with pytest.raises(UnicodeDecodeError) as caught:
         list(model.stream("hi", callbacks=[recorder]))
@@ -492,30 +531,39 @@ def test_invalid_utf8_chunk(
 
 
 def test_in_stream_error_event(
+    api: Api,
     make_server: ServerFactory,
     make_model: ModelFactory,
     recorder: RecordingHandler,
     async_recorder: AsyncRecordingHandler,
 ) -> None:
-    server = make_server(faults=Faults(error_event_at=4))
-    sdk_error = _sdk_error(server)
-    assert type(sdk_error) is openai.APIError
+    server = make_server(faults=Faults(error_event_at=api.event(3)))
+    if api.responses:
+        # The SDK yields the Responses API's `error` event; our model raises it, as the
+        # SDK raises a chat stream's error payload.
+        event = _sdk_events(server, api)[-1]
+        assert event.type == "error"
+        message, body = event.message, event.model_dump()
+    else:
+        sdk_error = _sdk_error(server, api)
+        assert type(sdk_error) is openai.APIError
+        message, body = sdk_error.message, sdk_error.body
     model = make_model(server, logprobs=True)
     got: list[AIMessageChunk] = []
     with pytest.raises(openai.APIError) as caught:
         for chunk in model.stream("hi", callbacks=[recorder, async_recorder]):
             got.append(chunk)
     assert type(caught.value) is openai.APIError
-    assert caught.value.message == sdk_error.message
-    assert caught.value.body == sdk_error.body
+    assert caught.value.message == message
+    assert caught.value.body == body
     assert len(got) == 4
     _check_error(recorder, async_recorder, caught.value)
 
 
 def test_stream_error_through_with_block(
-    make_server: ServerFactory, make_model: ModelFactory, recorder: RecordingHandler
+    api: Api, make_server: ServerFactory, make_model: ModelFactory, recorder: RecordingHandler
 ) -> None:
-    server = make_server(faults=Faults(cut_after=3))
+    server = make_server(faults=Faults(cut_after=api.event(2)))
     model = make_model(server, logprobs=True)
     with pytest.raises(openai.APIConnectionError) as caught:
         with model.stream("hi", callbacks=[recorder]) as stream:
@@ -718,12 +766,17 @@ async def test_async_api_error(
 
 
 async def test_async_retries_make_one_run(
-    make_server: ServerFactory, recorder: RecordingHandler, async_recorder: AsyncRecordingHandler
+    api: Api,
+    make_server: ServerFactory,
+    recorder: RecordingHandler,
+    async_recorder: AsyncRecordingHandler,
 ) -> None:
     server = make_server(faults=Faults(status=429, fail_first=1, retry_after=0.05))
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key="k")  # default retries
     try:
-        model = ChatOpenAI(model="gpt-4o", logprobs=True, async_client=client)
+        model = ChatOpenAI(
+            model="gpt-4o", logprobs=True, async_client=client, use_responses_api=api.responses
+        )
         chunks = [c async for c in model.astream("hi", callbacks=[recorder, async_recorder])]
     finally:
         await client.close()
@@ -733,12 +786,13 @@ async def test_async_retries_make_one_run(
 
 
 async def test_async_connection_cut(
+    api: Api,
     make_server: ServerFactory,
     make_model: ModelFactory,
     recorder: RecordingHandler,
     async_recorder: AsyncRecordingHandler,
 ) -> None:
-    server = make_server(faults=Faults(cut_after=5))
+    server = make_server(faults=Faults(cut_after=api.event(4)))
     model = make_model(server, logprobs=True)
     got: list[AIMessageChunk] = []
     with pytest.raises(openai.APIConnectionError) as caught:
@@ -750,12 +804,13 @@ async def test_async_connection_cut(
 
 
 async def test_async_stall_past_the_timeout(
+    api: Api,
     make_server: ServerFactory,
     make_model: ModelFactory,
     recorder: RecordingHandler,
     async_recorder: AsyncRecordingHandler,
 ) -> None:
-    server = make_server(faults=Faults(stall_after=2, stall_seconds=20))
+    server = make_server(faults=Faults(stall_after=api.event(1), stall_seconds=20))
     model = make_model(server, logprobs=True, timeout=0.5)
     got: list[AIMessageChunk] = []
     with pytest.raises(openai.APITimeoutError) as caught:
@@ -766,14 +821,14 @@ async def test_async_stall_past_the_timeout(
 
 
 async def test_async_malformed_and_error_event(
-    make_server: ServerFactory, make_model: ModelFactory, recorder: RecordingHandler
+    api: Api, make_server: ServerFactory, make_model: ModelFactory, recorder: RecordingHandler
 ) -> None:
-    bad = make_server(faults=Faults(malformed_at=2))
+    bad = make_server(faults=Faults(malformed_at=api.event(1)))
     with pytest.raises(json.JSONDecodeError) as caught:
         async for _ in make_model(bad, logprobs=True).astream("hi", callbacks=[recorder]):
             pass
     assert recorder.error(recorder.run_ids()[0]) is caught.value
-    failing = make_server(faults=Faults(error_event_at=2))
+    failing = make_server(faults=Faults(error_event_at=api.event(1)))
     with pytest.raises(openai.APIError) as caught2:
         async for _ in make_model(failing, logprobs=True).astream("hi", callbacks=[recorder]):
             pass
@@ -806,13 +861,14 @@ async def _wait_for(predicate: Callable[[], bool]) -> None:
 
 @pytest.mark.parametrize("use_with", [False, True])
 async def test_task_cancelled_while_iterating(
+    api: Api,
     make_server: ServerFactory,
     make_model: ModelFactory,
     recorder: RecordingHandler,
     async_recorder: AsyncRecordingHandler,
     use_with: bool,
 ) -> None:
-    server = make_server(faults=Faults(stall_after=3, stall_seconds=20))
+    server = make_server(faults=Faults(stall_after=api.event(2), stall_seconds=20))
     model = make_model(server, logprobs=True)
     got: list[AIMessageChunk] = []
 
@@ -911,7 +967,14 @@ async def test_abatch_with_a_failure(
     assert [c.hook for c in async_recorder.ends()].count("error") == 1
 
 
-def test_seed_stream_event_count() -> None:
+def test_seed_stream_event_count(api: Api, server: ReplayServer) -> None:
     # the arithmetic the cut/stall tests rely on
     entries = SEED_STREAM["choices"][0]["logprobs"]["content"]  # type: ignore[index]
-    assert len(entries) + 3 == N_SEED_EVENTS
+    assert len(entries) == 19
+    events = _sdk_events(server, api)
+    assert len(events) == api.seed_stream_events - (0 if api.responses else 1)  # no usage asked
+    if api.responses:
+        kinds = [e.type for e in events]
+        assert kinds.index("response.output_text.delta") == api.first_text_event
+    else:
+        assert events[api.first_text_event].choices[0].delta.content == "Thank"

@@ -67,6 +67,7 @@ def test_preset() -> None:
         default_top_logprobs=20,
         no_logprobs_for_top_zero=True,
         usage_per_choice=True,
+        empty_responses_logprobs=True,  # its /v1/responses: "logprobs": [] however asked
     )
     # Closer to OpenAI than llama-cpp-python: real bytes, the usage chunk when asked.
     assert not Deviations.LLAMA_SERVER.bytes_null

@@ -1,8 +1,9 @@
 """Every way the openai SDK lets a caller end a stream ends the span at once, exactly once.
 
-Sync and async, for `create(stream=True)` and for the SDK's `chat.completions.stream()`
-helper. "At once" is checked while the caller still holds the stream: the span must already
-be exported, not waiting for garbage collection (a span still open at exit is lost).
+Sync and async, for `create(stream=True)` and for the SDK's `stream()` helper, through both
+APIs (the `api` fixture): `chat.completions` and `responses`. "At once" is checked while the
+caller still holds the stream: the span must already be exported, not waiting for garbage
+collection (a span still open at exit is lost).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from opentelemetry.trace import StatusCode
 
 from logprobscope.instrument import instrument_openai
 from logprobscope.testing import Faults, ReplayServer
+from tests.support.apis import Api
 from tests.support.entry_points import MESSAGES
 from tests.support.factories import ServerFactory
 from tests.support.otel import InMemoryOtel
@@ -26,12 +28,43 @@ from tests.support.otel import InMemoryOtel
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("no_global_instrumentation")]
 
 SEED_TOKENS = 25  # the seed stream's tokens (SEED_TOP_LOGPROBS, chosen by top_logprobs)
-ARGS: dict[str, Any] = {
+CHAT_ARGS: dict[str, Any] = {
     "model": "gpt-4o",
     "messages": MESSAGES,
     "logprobs": True,
     "top_logprobs": 2,
 }
+RESPONSES_ARGS: dict[str, Any] = {
+    "model": "gpt-4o",
+    "input": MESSAGES,
+    "include": ["message.output_text.logprobs"],
+    "top_logprobs": 2,
+}
+# The helpers' events that carry tokens: the chat helper's own, the Responses API's delta.
+TOKEN_EVENTS = ("logprobs.content.delta", "response.output_text.delta")
+
+
+class Endpoint:
+    """`client.chat.completions` or `client.responses`, with its arguments."""
+
+    def __init__(self, client: Any, api: Api) -> None:
+        self.resource = client.responses if api.responses else client.chat.completions
+        self.args = RESPONSES_ARGS if api.responses else CHAT_ARGS
+
+    def create(self) -> Any:
+        return self.resource.create(stream=True, **self.args)
+
+    def stream(self) -> Any:
+        return self.resource.stream(**self.args)
+
+
+def final_tokens(final: Any) -> int:
+    """Tokens of a helper's final answer: a chat completion's, or a response's."""
+    if hasattr(final, "choices"):
+        logprobs = final.choices[0].logprobs
+        assert logprobs is not None and logprobs.content is not None
+        return len(logprobs.content)
+    return len(final.output[0].content[0].logprobs)
 
 
 @pytest.fixture
@@ -67,11 +100,18 @@ def failed(otel: InMemoryOtel, error_type: str) -> ReadableSpan:
     return span
 
 
+def _has_tokens(item: Any) -> bool:
+    kind = getattr(item, "type", None)
+    if kind is not None:  # a Responses API event
+        return kind == "response.output_text.delta" and bool(item.logprobs)
+    return bool(item.choices and item.choices[0].logprobs and item.choices[0].logprobs.content)
+
+
 def content_chunks(stream: Any, count: int) -> None:
-    """Read chunks until `count` of them carried tokens."""
+    """Read chunks (or events) until `count` of them carried tokens."""
     seen = 0
     for chunk in stream:
-        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+        if _has_tokens(chunk):
             seen += 1
             if seen == count:
                 return
@@ -80,7 +120,7 @@ def content_chunks(stream: Any, count: int) -> None:
 async def acontent_chunks(stream: Any, count: int) -> None:
     seen = 0
     async for chunk in stream:
-        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+        if _has_tokens(chunk):
             seen += 1
             if seen == count:
                 return
@@ -89,8 +129,8 @@ async def acontent_chunks(stream: Any, count: int) -> None:
 # -- create(stream=True), sync --------------------------------------------------------------
 
 
-def test_exhausted(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    stream = client.chat.completions.create(stream=True, **ARGS)
+def test_exhausted(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
     for _ in stream:
         pass
     ended(otel, completed=True, tokens=SEED_TOKENS)
@@ -98,22 +138,22 @@ def test_exhausted(client: openai.OpenAI, otel: InMemoryOtel) -> None:
     assert len(otel.spans()) == 1
 
 
-def test_close(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    stream = client.chat.completions.create(stream=True, **ARGS)
+def test_close(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
     content_chunks(stream, 3)
     assert otel.spans() == []  # the caller may read on
     stream.close()
     ended(otel, completed=False, tokens=3)
 
 
-def test_with_block(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    with client.chat.completions.create(stream=True, **ARGS) as stream:
+def test_with_block(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).create() as stream:
         content_chunks(stream, 2)
     ended(otel, completed=False, tokens=2)
 
 
-def test_response_close(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    stream = client.chat.completions.create(stream=True, **ARGS)
+def test_response_close(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
     content_chunks(stream, 4)
     stream.response.close()
     ended(otel, completed=False, tokens=4)
@@ -121,8 +161,8 @@ def test_response_close(client: openai.OpenAI, otel: InMemoryOtel) -> None:
     assert len(otel.spans()) == 1
 
 
-def test_break_and_garbage_collection(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    stream = client.chat.completions.create(stream=True, **ARGS)
+def test_break_and_garbage_collection(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    stream = Endpoint(client, api).create()
     content_chunks(stream, 1)
     assert otel.spans() == []
     del stream
@@ -130,19 +170,19 @@ def test_break_and_garbage_collection(client: openai.OpenAI, otel: InMemoryOtel)
     ended(otel, completed=False, tokens=1)
 
 
-def test_server_error(make_server: ServerFactory, otel: InMemoryOtel) -> None:
-    server = make_server(faults=Faults(cut_after=4))
+def test_server_error(api: Api, make_server: ServerFactory, otel: InMemoryOtel) -> None:
+    server = make_server(faults=Faults(cut_after=api.event(3)))
     with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
         instrument_openai(sdk, telemetry=otel.telemetry)
-        stream = sdk.chat.completions.create(stream=True, **ARGS)
+        stream = Endpoint(sdk, api).create()
         with pytest.raises(openai.APIConnectionError):
             for _ in stream:
                 pass
         failed(otel, "openai.APIConnectionError")
 
 
-def test_callers_exception(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    with pytest.raises(KeyError), client.chat.completions.create(stream=True, **ARGS) as stream:
+def test_callers_exception(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with pytest.raises(KeyError), Endpoint(client, api).create() as stream:
         content_chunks(stream, 1)
         raise KeyError("mine")
     failed(otel, "KeyError")
@@ -151,40 +191,38 @@ def test_callers_exception(client: openai.OpenAI, otel: InMemoryOtel) -> None:
 # -- the stream() helper, sync -------------------------------------------------------------------
 
 
-def test_helper_exhausted(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    with client.chat.completions.stream(**ARGS) as stream:
-        final = stream.get_final_completion()
+def test_helper_exhausted(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).stream() as stream:
+        final = stream.get_final_response() if api.responses else stream.get_final_completion()
         span = ended(otel, completed=True, tokens=SEED_TOKENS)
-    logprobs = final.choices[0].logprobs
-    assert logprobs is not None and logprobs.content is not None
-    assert (span.attributes or {})["logprobs.token_count"] == len(logprobs.content)
+    assert (span.attributes or {})["logprobs.token_count"] == final_tokens(final)
 
 
-def test_helper_with_block_left_early(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    with client.chat.completions.stream(**ARGS) as stream:
+def test_helper_with_block_left_early(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).stream() as stream:
         for event in stream:
-            if event.type == "logprobs.content.delta":
+            if event.type in TOKEN_EVENTS:
                 break
         assert otel.spans() == []
     ended(otel, completed=False, tokens=1)
     assert stream is not None  # still held: the end did not wait for garbage collection
 
 
-def test_helper_close(client: openai.OpenAI, otel: InMemoryOtel) -> None:
-    with client.chat.completions.stream(**ARGS) as stream:
+def test_helper_close(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
+    with Endpoint(client, api).stream() as stream:
         for event in stream:
-            if event.type == "logprobs.content.delta":
+            if event.type in TOKEN_EVENTS:
                 break
         stream.close()
         ended(otel, completed=False, tokens=1)
     assert len(otel.spans()) == 1
 
 
-def test_helper_callers_exception(client: openai.OpenAI, otel: InMemoryOtel) -> None:
+def test_helper_callers_exception(api: Api, client: openai.OpenAI, otel: InMemoryOtel) -> None:
     # The helper's `with` closes the response and never sees the exception: the span ends
     # as a stream left early; the exception reaches the caller unchanged.
     mine = ValueError("mine")
-    with pytest.raises(ValueError) as caught, client.chat.completions.stream(**ARGS) as stream:
+    with pytest.raises(ValueError) as caught, Endpoint(client, api).stream() as stream:
         for _ in stream:
             raise mine
     assert caught.value is mine
@@ -194,8 +232,8 @@ def test_helper_callers_exception(client: openai.OpenAI, otel: InMemoryOtel) -> 
 # -- async ------------------------------------------------------------------------------------
 
 
-async def test_async_exhausted(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
-    stream = await aclient.chat.completions.create(stream=True, **ARGS)
+async def test_async_exhausted(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    stream = await Endpoint(aclient, api).create()
     async for _ in stream:
         pass
     ended(otel, completed=True, tokens=SEED_TOKENS)
@@ -203,29 +241,31 @@ async def test_async_exhausted(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) 
     assert len(otel.spans()) == 1
 
 
-async def test_async_close(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
-    stream = await aclient.chat.completions.create(stream=True, **ARGS)
+async def test_async_close(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    stream = await Endpoint(aclient, api).create()
     await acontent_chunks(stream, 3)
     assert otel.spans() == []
     await stream.close()
     ended(otel, completed=False, tokens=3)
 
 
-async def test_async_aclose(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
-    stream = await aclient.chat.completions.create(stream=True, **ARGS)
+async def test_async_aclose(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    stream = await Endpoint(aclient, api).create()
     await acontent_chunks(stream, 3)
     await stream.aclose()
     ended(otel, completed=False, tokens=3)
 
 
-async def test_async_with_block(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
-    async with await aclient.chat.completions.create(stream=True, **ARGS) as stream:
+async def test_async_with_block(api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+    async with await Endpoint(aclient, api).create() as stream:
         await acontent_chunks(stream, 2)
     ended(otel, completed=False, tokens=2)
 
 
-async def test_async_response_aclose(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
-    stream = await aclient.chat.completions.create(stream=True, **ARGS)
+async def test_async_response_aclose(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    stream = await Endpoint(aclient, api).create()
     await acontent_chunks(stream, 4)
     await stream.response.aclose()
     ended(otel, completed=False, tokens=4)
@@ -234,9 +274,9 @@ async def test_async_response_aclose(aclient: openai.AsyncOpenAI, otel: InMemory
 
 
 async def test_async_break_and_garbage_collection(
-    aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
 ) -> None:
-    stream = await aclient.chat.completions.create(stream=True, **ARGS)
+    stream = await Endpoint(aclient, api).create()
     await acontent_chunks(stream, 1)
     assert otel.spans() == []
     del stream
@@ -244,33 +284,35 @@ async def test_async_break_and_garbage_collection(
     ended(otel, completed=False, tokens=1)
 
 
-async def test_async_server_error(make_server: ServerFactory, otel: InMemoryOtel) -> None:
-    server = make_server(faults=Faults(cut_after=4))
+async def test_async_server_error(api: Api, make_server: ServerFactory, otel: InMemoryOtel) -> None:
+    server = make_server(faults=Faults(cut_after=api.event(3)))
     async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
         instrument_openai(sdk, telemetry=otel.telemetry)
-        stream = await sdk.chat.completions.create(stream=True, **ARGS)
+        stream = await Endpoint(sdk, api).create()
         with pytest.raises(openai.APIConnectionError):
             async for _ in stream:
                 pass
         failed(otel, "openai.APIConnectionError")
 
 
-async def test_async_callers_exception(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
+async def test_async_callers_exception(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
     with pytest.raises(KeyError):
-        async with await aclient.chat.completions.create(stream=True, **ARGS) as stream:
+        async with await Endpoint(aclient, api).create() as stream:
             await acontent_chunks(stream, 1)
             raise KeyError("mine")
     failed(otel, "KeyError")
 
 
-async def test_async_cancelled(make_server: ServerFactory, otel: InMemoryOtel) -> None:
-    server = make_server(faults=Faults(stall_after=3, stall_seconds=30))
+async def test_async_cancelled(api: Api, make_server: ServerFactory, otel: InMemoryOtel) -> None:
+    server = make_server(faults=Faults(stall_after=api.event(2), stall_seconds=30))
     async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0) as sdk:
         instrument_openai(sdk, telemetry=otel.telemetry)
         started = asyncio.Event()
 
         async def read() -> None:
-            stream = await sdk.chat.completions.create(stream=True, **ARGS)
+            stream = await Endpoint(sdk, api).create()
             async for _ in stream:
                 started.set()
 
@@ -282,29 +324,36 @@ async def test_async_cancelled(make_server: ServerFactory, otel: InMemoryOtel) -
         failed(otel, "asyncio.exceptions.CancelledError")
 
 
-async def test_async_helper_exhausted(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
-    async with aclient.chat.completions.stream(**ARGS) as stream:
-        final = await stream.get_final_completion()
+async def test_async_helper_exhausted(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    async with Endpoint(aclient, api).stream() as stream:
+        if api.responses:
+            final: Any = await stream.get_final_response()
+        else:
+            final = await stream.get_final_completion()
         ended(otel, completed=True, tokens=SEED_TOKENS)
-    assert final.choices[0].logprobs is not None
+    assert final_tokens(final) == SEED_TOKENS
 
 
 async def test_async_helper_with_block_left_early(
-    aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
 ) -> None:
-    async with aclient.chat.completions.stream(**ARGS) as stream:
+    async with Endpoint(aclient, api).stream() as stream:
         async for event in stream:
-            if event.type == "logprobs.content.delta":
+            if event.type in TOKEN_EVENTS:
                 break
         assert otel.spans() == []
     ended(otel, completed=False, tokens=1)
     assert stream is not None
 
 
-async def test_async_helper_close(aclient: openai.AsyncOpenAI, otel: InMemoryOtel) -> None:
-    async with aclient.chat.completions.stream(**ARGS) as stream:
+async def test_async_helper_close(
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+) -> None:
+    async with Endpoint(aclient, api).stream() as stream:
         async for event in stream:
-            if event.type == "logprobs.content.delta":
+            if event.type in TOKEN_EVENTS:
                 break
         await stream.close()
         ended(otel, completed=False, tokens=1)
@@ -312,11 +361,11 @@ async def test_async_helper_close(aclient: openai.AsyncOpenAI, otel: InMemoryOte
 
 
 async def test_async_helper_callers_exception(
-    aclient: openai.AsyncOpenAI, otel: InMemoryOtel
+    api: Api, aclient: openai.AsyncOpenAI, otel: InMemoryOtel
 ) -> None:
     mine = ValueError("mine")
     with pytest.raises(ValueError) as caught:
-        async with aclient.chat.completions.stream(**ARGS) as stream:
+        async with Endpoint(aclient, api).stream() as stream:
             async for _ in stream:
                 raise mine
     assert caught.value is mine

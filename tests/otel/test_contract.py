@@ -480,3 +480,64 @@ def test_exemplars_point_at_the_call_span(
     for name in ("logprobs.token.probability", "gen_ai.client.operation.time_per_output_chunk"):
         [point] = histogram_points(metrics[name])
         assert point.exemplars == [] or point.exemplars == (), name
+
+
+# -- the Responses API (docs/telemetry.md, "The Responses API") -------------------------------
+
+RESPONSES_SPAN_TYPES: dict[str, type | tuple[type, ...]] = {
+    **SPAN_TYPES,
+    "openai.api.type": str,
+    "gen_ai.system_instructions": str,
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["invoke", "stream"])
+def test_responses_span_names_types_and_values(
+    otel: InMemoryOtel, make_model: ModelFactory, server: ReplayServer, stream: bool
+) -> None:
+    handler = otel.handler(capture_content=True)
+    model = make_model(
+        server,
+        use_responses_api=True,
+        logprobs=True,
+        top_logprobs=3,
+        temperature=0.5,
+        top_p=0.9,
+        max_tokens=64,
+        instructions="Be brief.",
+        callbacks=[handler],
+    )
+    if stream:
+        list(model.stream("hi"))
+    else:
+        model.invoke("hi")
+    span = otel.span()
+    assert span.name == "chat gpt-4o"
+    assert span.kind is SpanKind.CLIENT
+    attrs = dict(span.attributes or {})
+    _check_types(attrs, RESPONSES_SPAN_TYPES)
+    expected = {
+        "gen_ai.operation.name": "chat",
+        "openai.api.type": "responses",
+        "gen_ai.request.stream": stream,
+        "gen_ai.request.max_tokens": 64,
+        "gen_ai.response.id": "resp_seed-top-logprobs",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 13,
+        "gen_ai.usage.output_tokens": 25,
+        "gen_ai.system_instructions": '[{"type": "text", "content": "Be brief."}]',
+        "logprobs.enabled": True,
+        "logprobs.top_logprobs": 3,
+        "logprobs.token_count": 25,
+    }
+    assert {key: attrs[key] for key in expected} == expected
+    assert "gen_ai.request.seed" not in attrs
+    for event in span.events:
+        _check_types(event.attributes or {}, dict(TOKEN_EVENT_TYPES))
+        # the seed's bytes are its texts' UTF-8 (then not written); a stream's events have none
+        assert "logprobs.token.bytes" not in (event.attributes or {})
+    metric_attrs = set()
+    for points in otel.metric_points().values():
+        for point in points:
+            metric_attrs |= set(point.attributes or {})
+    assert metric_attrs <= METRIC_ATTRIBUTES  # openai.api.type is not a metric attribute

@@ -1,6 +1,7 @@
 """However a call ends, its span ends exactly once, with the right status and attributes.
 
 Errors come from the real replay server; the user's exception always propagates unchanged.
+Every test runs through both APIs, Chat Completions and Responses (the `api` fixture).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from logprobscope.testing import Faults, ReplayServer
+from tests.support.apis import Api, through
 from tests.support.factories import ModelFactory, ServerFactory
 from tests.support.otel import InMemoryOtel, histogram_points, reassemble
 
@@ -24,6 +26,12 @@ class UserError(Exception):
 
 
 USER_ERROR = f"{__name__}.UserError"
+
+
+@pytest.fixture
+def make_model(make_model: ModelFactory, api: Api) -> ModelFactory:
+    """The shared factory, its models calling through `api` (every test runs through both)."""
+    return through(make_model, api)
 
 
 @pytest.fixture(autouse=True)
@@ -178,9 +186,9 @@ def test_api_error_stream(
 
 
 def test_connection_cut_mid_stream(
-    otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
+    api: Api, otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
-    server = make_server(faults=Faults(cut_after=5))
+    server = make_server(faults=Faults(cut_after=api.event(4)))
     with pytest.raises(openai.APIConnectionError) as caught:
         list(make_model(server, logprobs=True).stream("hi", callbacks=[otel.handler()]))
     span = _failed(otel, caught.value, "openai.APIConnectionError", stream=True)

@@ -73,7 +73,13 @@ def load_cases() -> list[Case]:
     return out
 
 
-CASES = load_cases()
+def _is_responses(case: Case) -> bool:
+    return case.meta.get("endpoint") == "/v1/responses"
+
+
+# The Chat Completions cases, and the Responses API's (test_realwire_responses.py).
+CASES = [case for case in load_cases() if not _is_responses(case)]
+RESPONSES_CASES = [case for case in load_cases() if _is_responses(case)]
 
 
 def loopback(case: Case, split: str | None = None) -> Loopback:

@@ -56,12 +56,16 @@ def request_attributes(
     server_port: int | None,
     threshold: float,
     input_messages: Sequence[Mapping[str, object]] | None,
+    api: str = n.API_CHAT_COMPLETIONS,
 ) -> Attributes:
     """The attributes a call's span starts with.
 
     From `params` (the request body without messages, OpenAI names) only well-typed values
     are taken; `input_messages` (OpenAI-format dicts) become `gen_ai.input.messages` when
-    given (that is, when content is captured).
+    given (that is, when content is captured), and then a Responses API call's
+    `instructions` become `gen_ai.system_instructions`. For `api="responses"` the body's
+    names are the Responses API's (`include`, `max_output_tokens`) and the span says so
+    (`openai.api.type`).
     """
     attributes: Attributes = {
         n.GEN_AI_OPERATION_NAME: n.OPERATION_CHAT,
@@ -69,6 +73,9 @@ def request_attributes(
         n.GEN_AI_REQUEST_MODEL: model,
         n.GEN_AI_REQUEST_STREAM: stream,
     }
+    responses = api == n.API_RESPONSES
+    if responses:
+        attributes[n.OPENAI_API_TYPE] = n.API_RESPONSES
     if server_address:
         attributes[n.SERVER_ADDRESS] = server_address
         if server_port is not None:
@@ -80,8 +87,8 @@ def request_attributes(
         number = _number(params.get(key))
         if number is not None:
             attributes[name] = number
-    max_tokens = _integer(params.get("max_tokens"))
-    if max_tokens is None:
+    max_tokens = _integer(params.get("max_output_tokens" if responses else "max_tokens"))
+    if max_tokens is None and not responses:
         max_tokens = _integer(params.get("max_completion_tokens"))
     if max_tokens is not None:
         attributes[n.GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
@@ -91,11 +98,20 @@ def request_attributes(
     choices = _integer(params.get("n"))
     if choices is not None and choices != 1:
         attributes[n.GEN_AI_REQUEST_CHOICE_COUNT] = choices
-    attributes[n.LOGPROBS_ENABLED] = params.get("logprobs") is True
+    enabled = params.get("logprobs") is True
+    if responses and not enabled:
+        include = params.get("include")
+        enabled = isinstance(include, Sequence) and n.RESPONSES_LOGPROBS_INCLUDE in include
+    attributes[n.LOGPROBS_ENABLED] = enabled
     attributes[n.LOGPROBS_TOP_LOGPROBS] = _integer(params.get("top_logprobs")) or 0
     attributes[n.LOGPROBS_LOW_CONFIDENCE_THRESHOLD] = threshold
     if input_messages is not None:
         attributes[n.GEN_AI_INPUT_MESSAGES] = input_messages_json(input_messages)
+        instructions = params.get("instructions")
+        if responses and isinstance(instructions, str) and instructions:
+            attributes[n.GEN_AI_SYSTEM_INSTRUCTIONS] = valid_text(
+                json.dumps([{"type": "text", "content": instructions}], ensure_ascii=False)
+            )
     return attributes
 
 

@@ -119,6 +119,7 @@ class CallTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None,
         context: Context | None,
         start_time_ns: int | None = None,
+        api: str = n.API_CHAT_COMPLETIONS,
         span: Span | None = None,
     ) -> None:
         start_perf = time.perf_counter_ns()
@@ -158,6 +159,7 @@ class CallTelemetry:
             server_port=server_port,
             threshold=threshold,
             input_messages=input_messages if capture else None,
+            api=api,
         )
         if span is None:
             span = telemetry._tracer.start_span(

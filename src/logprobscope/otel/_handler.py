@@ -39,6 +39,9 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
       exception on failure; then the span ends and the metrics are recorded
       (`gen_ai.client.*` and `logprobs.*`, see TELEMETRY.md).
 
+    A call through the Responses API (`use_responses_api=True`) gets the same span, with
+    `openai.api.type = "responses"` (`Run.api` says which API a run went to).
+
     Args:
         telemetry: the `LogprobTelemetry` to record into (it may be shared with other entry
             points); when None, one is made from the options.
@@ -76,6 +79,7 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
                 server_address=run.server_address,
                 server_port=run.server_port,
                 input_messages=inputs,
+                api=run.api,
             )
         except Exception:
             logger.warning("OpenTelemetry handler: on_chat_model_start failed", exc_info=True)

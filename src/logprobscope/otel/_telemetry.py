@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypedDict, get_args
+from typing import Literal, TypedDict, get_args
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -188,6 +188,7 @@ class LogprobTelemetry:
         input_messages: Sequence[Mapping[str, object]] | None = None,
         context: Context | None = None,
         start_time_ns: int | None = None,
+        api: Literal["chat_completions", "responses"] = "chat_completions",
         span: Span | None = None,
     ) -> CallTelemetry:
         """Start the span `chat {model}` (kind CLIENT) for one call; return its recorder.
@@ -200,6 +201,10 @@ class LogprobTelemetry:
         dicts) become `gen_ai.input.messages` only when content capture is on.
         `start_time_ns` (wall clock, ns since epoch) backdates the span's start and the
         duration's origin, for entry points that learn of a call after it started.
+        `api="responses"`: a Responses API call, whose `params` are that API's body
+        (`include`, `max_output_tokens`, `instructions`); its span also gets
+        `openai.api.type = "responses"`. The span, events and metrics are otherwise a chat
+        completion's.
 
         The recorder is also a context manager (`with telemetry.start_call(...) as call:`)
         that ends the call when the block ends; see `CallTelemetry`.
@@ -224,6 +229,7 @@ class LogprobTelemetry:
                 input_messages=input_messages,
                 context=context,
                 start_time_ns=start_time_ns,
+                api=api,
                 span=span,
             )
         except Exception:

@@ -17,6 +17,18 @@ standard library only, so any OpenAI client (the official SDK, LangChain,
             logprobs=True,
         )
 
+The same completions answer ``POST /v1/responses`` as OpenAI's Responses API
+shapes them: a ``Response`` whose text parts carry the tokens at
+``output[i].content[j].logprobs`` when the request has
+``include=["message.output_text.logprobs"]`` (``"logprobs": []`` otherwise),
+tool calls as ``function_call`` items, a refusal as a ``refusal`` part, a
+``length`` finish as ``status: "incomplete"``; streamed, OpenAI's event
+sequence with ``event:`` lines (created, in_progress, output_item.added,
+content_part.added, one output_text.delta per chunk with its tokens' logprobs
+without ``bytes``, output_text.done, content_part.done, output_item.done,
+completed), and no ``[DONE]``.  One completion thus replays through both APIs
+with the same text and tokens; the faults and deviations apply to both.
+
 Without recorded completions the server replays :func:`seed_completions`, the
 values of the LangChain.js "how to get log probabilities" guide, and, chosen by
 the request, a tool call (:data:`SEED_TOOL_CALL`), the answer after its result

@@ -24,7 +24,7 @@ class Deviations:
         ignore_include_usage: Never send the usage chunk nor ``usage`` keys,
             even with ``stream_options.include_usage`` (llama.cpp).
         no_logprobs: Never send logprobs (``"logprobs": null`` everywhere),
-            even when they are asked for.
+            even when they are asked for (on ``/v1/responses``: ``"logprobs": []``).
         omit_logprobs_key: Where a choice has no logprobs (the role-only first
             chunk, the finish chunk, an answer without logprobs) its
             ``logprobs`` key is left out instead of being ``null`` or empty,
@@ -45,6 +45,11 @@ class Deviations:
         usage_per_choice: With ``n`` > 1 the usage counts one choice's tokens,
             and a stream ends every choice as a stream of one: its finish chunk,
             then its own usage chunk when asked for (llama-server).
+        empty_responses_logprobs: On ``/v1/responses`` only, no logprobs even
+            with ``include=["message.output_text.logprobs"]``: every text part
+            (and ``output_text.done``) carries ``"logprobs": []``, the text
+            delta events no ``logprobs`` key (llama-server, whose chat
+            completions do carry logprobs).
     """
 
     bytes_null: bool = False
@@ -57,12 +62,13 @@ class Deviations:
     default_top_logprobs: int = 0
     no_logprobs_for_top_zero: bool = False
     usage_per_choice: bool = False
+    empty_responses_logprobs: bool = False
 
     LLAMA_CPP: ClassVar[Deviations]
     """Preset of llama-cpp-python's server: the first three deviations."""
 
     LLAMA_SERVER: ClassVar[Deviations]
-    """Preset of llama.cpp's own C++ ``llama-server``: the last six deviations."""
+    """Preset of llama.cpp's own C++ ``llama-server``: the last seven deviations."""
 
     def __post_init__(self) -> None:
         if self.default_top_logprobs < 0:
@@ -79,16 +85,19 @@ Deviations.LLAMA_SERVER = Deviations(
     default_top_logprobs=20,
     no_logprobs_for_top_zero=True,
     usage_per_choice=True,
+    empty_responses_logprobs=True,
 )
 
 
 @dataclass(frozen=True)
 class Faults:
-    """Failures injected into the answers of ``POST /v1/chat/completions``.
+    """Failures injected into the answers of ``POST /v1/chat/completions`` and ``/v1/responses``.
 
     SSE event indexes count every ``data:`` event of a stream from 0: the role
     chunk(s), the content chunks, the finish chunk(s), the usage chunk and
-    ``[DONE]``.
+    ``[DONE]``; on ``/v1/responses`` every event (created, in_progress,
+    output_item.added, content_part.added, then one per text delta, ...,
+    completed), which has no ``[DONE]``.
 
     Attributes:
         chunk_delay: Seconds to sleep before each SSE event (streams only).
@@ -111,7 +120,9 @@ class Faults:
         stall_seconds: Length of the stall.  :meth:`ReplayServer.stop` ends it.
         error_event_at: Send the in-stream error payload
             ``{"error": {"message": ..., "type": "server_error", ...}}`` as the
-            SSE event at this index, then end the stream (without ``[DONE]``).
+            SSE event at this index, then end the stream (without ``[DONE]``);
+            on ``/v1/responses`` the ``error`` event
+            (``{"type": "error", "code": "server_error", "message": ...}``).
     """
 
     chunk_delay: float = 0.0

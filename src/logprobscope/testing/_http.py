@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._faults import Faults
 from ._render import _dumps, _Rendered
+from ._responses import stream_error_event
 from ._wire import (
     _LAST_CHUNK,
     _STREAM_ERROR_EVENT,
@@ -231,7 +232,12 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "POST":
                 self._send_error_json(405, f"Method {method} is not allowed on {path}.")
                 return
-            self._chat_completions(body)
+            self._answer(body, path="/v1/chat/completions")
+        elif path in ("/v1/responses", "/responses"):
+            if method != "POST":
+                self._send_error_json(405, f"Method {method} is not allowed on {path}.")
+                return
+            self._answer(body, path="/v1/responses")
         elif path in ("/v1/models", "/models") and method == "GET":
             data = [
                 {"id": model, "object": "model", "created": 0, "owned_by": "logprobscope-replay"}
@@ -247,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
                 type_="invalid_request_error",
             )
 
-    def _chat_completions(self, raw: bytes) -> None:
+    def _answer(self, raw: bytes, *, path: str) -> None:
         replay = self.server.replay
         try:
             parsed: object = json.loads(raw)
@@ -263,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error_json(400, "The request body must be a JSON object.")
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
-        faults, fail = replay._on_request(parsed, headers)
+        faults, fail = replay._on_request(parsed, headers, path)
         if fail:
             assert faults.status is not None
             extra = []
@@ -272,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_bytes(faults.status, _fault_error_body(faults.status), extra=extra)
             return
         try:
-            rendered, shape = replay._render(parsed)
+            rendered, shape = replay._render(parsed, responses=path == "/v1/responses")
         except Exception as error:  # a chooser bug or a bad completion: tell the client
             self._send_error_json(
                 500, f"replay server could not render a completion: {error!r}", type_="server_error"
@@ -282,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not shape.stream:
             self._send_json_answer(rendered.json_body, faults, stop)
         else:
-            self._send_stream(rendered, faults, stop)
+            self._send_stream(rendered, faults, stop, responses=shape.responses)
 
     def _send_json_answer(self, body: bytes, faults: Faults, stop: threading.Event) -> None:
         if faults.stall_after is not None and stop.wait(faults.stall_seconds):
@@ -297,7 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_bytes(200, body)
 
-    def _send_stream(self, rendered: _Rendered, faults: Faults, stop: threading.Event) -> None:
+    def _send_stream(
+        self, rendered: _Rendered, faults: Faults, stop: threading.Event, *, responses: bool
+    ) -> None:
         chunked = self._chunked
         if not chunked:
             self.close_connection = True  # HTTP/1.0: the body ends with the connection
@@ -321,7 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
         if faults.invalid_utf8_at is not None and faults.invalid_utf8_at < len(events):
             events[faults.invalid_utf8_at] = _invalid_utf8(events[faults.invalid_utf8_at])
         if faults.error_event_at is not None and faults.error_event_at < len(events):
-            events = events[: faults.error_event_at] + [_STREAM_ERROR_EVENT]
+            at = faults.error_event_at
+            error = stream_error_event(at) if responses else _STREAM_ERROR_EVENT
+            events = events[:at] + [error]
         self.connection.sendall(head)
         # Index len(events) stands for the end of the body (the last chunk).
         for index in range(len(events) + 1):

@@ -27,6 +27,7 @@ class _Shape:
     top_logprobs: int
     include_usage: bool
     n: int
+    responses: bool = False  # POST /v1/responses (see _responses)
 
 
 @dataclass(frozen=True)

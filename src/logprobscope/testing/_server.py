@@ -29,6 +29,12 @@ from ._render import (
     _requested_top_logprobs,
     _Shape,
 )
+from ._responses import (
+    render_responses_json,
+    render_responses_stream,
+    responses_shape,
+    seed_view,
+)
 from ._seeds import (
     _SEED_INVOKE_INDEX,
     _SEED_STREAM_INDEX,
@@ -90,11 +96,19 @@ class ReplayServer:
         record_requests: Keep :attr:`requests` and :attr:`request_headers`
             (turn off for long benchmarks).
 
+    The same completions answer ``POST /v1/responses`` as the Responses API
+    shapes them (see :mod:`logprobscope.testing`); a callable then gets the
+    Responses request body, and the seed completions are chosen by its
+    ``text.format``, ``tools``, last ``input`` item (a ``function_call_output``
+    answers a tool call), ``top_logprobs`` and ``stream`` alike.
+
     Attributes:
         requests: Every parsed JSON object body received on the chat
-            completions endpoint, in arrival order.
+            completions and responses endpoints, in arrival order.
         request_headers: The headers of each of those requests (names
             lower-cased), index for index.
+        request_paths: The endpoint of each of those requests
+            (``"/v1/chat/completions"`` or ``"/v1/responses"``), index for index.
     """
 
     def __init__(
@@ -136,6 +150,7 @@ class ReplayServer:
         self._record = record_requests
         self.requests: list[dict[str, object]] = []
         self.request_headers: list[dict[str, str]] = []
+        self.request_paths: list[str] = []
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._round_robin = itertools.count()
@@ -237,11 +252,14 @@ class ReplayServer:
 
     # -- request handling (called from the connection threads) -----------------
 
-    def _on_request(self, body: dict[str, object], headers: dict[str, str]) -> tuple[Faults, bool]:
+    def _on_request(
+        self, body: dict[str, object], headers: dict[str, str], path: str
+    ) -> tuple[Faults, bool]:
         with self._lock:
             if self._record:
                 self.requests.append(body)
                 self.request_headers.append(headers)
+                self.request_paths.append(path)
             faults = self._faults
             fail = False
             if faults.status is not None:
@@ -287,9 +305,16 @@ class ReplayServer:
             self._renderers[index] = renderer
         return renderer
 
-    def _render(self, body: Mapping[str, object]) -> tuple[_Rendered, _Shape]:
-        shape = _request_shape(body, self._deviations)
-        index, completion = self._choose(body)
+    def _render(
+        self, body: Mapping[str, object], *, responses: bool = False
+    ) -> tuple[_Rendered, _Shape]:
+        if responses:
+            shape = responses_shape(body, self._deviations)
+            chosen_by = seed_view(body) if self._default else body
+        else:
+            shape = _request_shape(body, self._deviations)
+            chosen_by = body
+        index, completion = self._choose(chosen_by)
         if index is not None:
             cached = self._cache.get((index, shape))
             if cached is not None:
@@ -302,8 +327,13 @@ class ReplayServer:
                 return cached, shape
             renderer = entry.renderer
         if shape.stream:
-            events = renderer.render_stream(shape)
+            if responses:
+                events = render_responses_stream(renderer, shape)
+            else:
+                events = renderer.render_stream(shape)
             rendered = _Rendered(events=events, chunked_body=_frame(b"".join(events)) + _LAST_CHUNK)
+        elif responses:
+            rendered = _Rendered(json_body=render_responses_json(renderer, shape))
         else:
             rendered = _Rendered(json_body=renderer.render_json(shape))
         if index is not None:

@@ -19,18 +19,24 @@ def _frame(data: bytes) -> bytes:
 _LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
+def _data_start(event: bytes) -> int:
+    # A Responses event has an `event:` line before its data.
+    return event.find(b"data: ") + len(b"data: ")
+
+
 def _malformed(event: bytes) -> bytes:
-    payload = event[len(b"data: ") : -2]
-    return b"data: " + payload[: max(1, len(payload) // 2)] + b"\n\n"
+    start = _data_start(event)
+    payload = event[start:-2]
+    return event[:start] + payload[: max(1, len(payload) // 2)] + b"\n\n"
 
 
 def _invalid_utf8(event: bytes) -> bytes:
-    for marker in (b'"content":"', b'"id":"'):
+    for marker in (b'"content":"', b'"delta":"', b'"id":"'):
         position = event.find(marker)
         if position >= 0:
             cut = position + len(marker)
             return event[:cut] + b"\xff\xfe" + event[cut:]
-    cut = len(b"data: ")
+    cut = _data_start(event)
     return event[:cut] + b"\xff\xfe" + event[cut:]
 
 
