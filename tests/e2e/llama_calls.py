@@ -384,12 +384,30 @@ def call(entry: Entry, server: LlamaServer, mode: Mode, request: Request | None 
         otel.close()  # also checks that every call's telemetry ended
 
 
+def as_exported(tokens: Sequence[Token]) -> list[Token]:
+    """The tokens as a span can give them back: bytes that are the text's UTF-8 (or that the
+    server left out) are not exported (docs/telemetry.md), so both read as the text's UTF-8.
+    """
+    return [
+        Token(t.token, t.logprob, t.bytes if t.bytes is not None else list(t.token.encode()), t.top)
+        for t in tokens
+    ]
+
+
 def event_tokens(span: ReadableSpan) -> list[Token]:
-    """The tokens of a span's `logprobs.token` events (mode "tokens", content captured)."""
+    """The tokens of a span's `logprobs.token` events (mode "tokens", content captured).
+
+    A token event without `logprobs.token.bytes` has the text's UTF-8 as its bytes.
+    Only choice 0's content: other choices' and refusal events are marked with
+    `logprobs.token.choice_index` / `logprobs.token.channel` and have indexes of their own.
+    """
     tokens: list[Token] = []
     for event in span.events:
         assert event.name == "logprobs.token"
         attrs = dict(event.attributes or {})
+        if attrs.get("logprobs.token.choice_index", 0) != 0:
+            continue
+        assert attrs.get("logprobs.token.channel", "content") == "content"
         assert attrs["logprobs.token.index"] == len(tokens)
         top_lps: Sequence[float] = attrs["logprobs.token.top_logprobs"]  # type: ignore[assignment]
         top_tokens: Sequence[str] = attrs["logprobs.token.top_tokens"]  # type: ignore[assignment]
@@ -398,7 +416,9 @@ def event_tokens(span: ReadableSpan) -> list[Token]:
             Token(
                 str(attrs["logprobs.token.text"]),
                 float(attrs["logprobs.token.logprob"]),  # type: ignore[arg-type]
-                list(raw_bytes) if raw_bytes is not None else None,  # type: ignore[arg-type]
+                list(raw_bytes)  # type: ignore[arg-type]
+                if raw_bytes is not None
+                else list(str(attrs["logprobs.token.text"]).encode()),
                 tuple(zip(top_tokens, top_lps, strict=True)),
             )
         )
@@ -413,7 +433,7 @@ def check_span(outcome: Outcome, server: LlamaServer, request: Request, mode: Mo
     assert span.kind is SpanKind.CLIENT
     assert span.status.status_code is StatusCode.UNSET
     # Every token of the answer, exactly as the caller got it.
-    assert event_tokens(span) == got.tokens
+    assert event_tokens(span) == as_exported(got.tokens)
     attrs = dict(span.attributes or {})
     expected: dict[str, object] = {
         "gen_ai.operation.name": "chat",

@@ -21,6 +21,7 @@ from tests.e2e.llama_calls import (
     Mode,
     Request,
     acall,
+    as_exported,
     call,
     check_span,
     event_tokens,
@@ -149,7 +150,7 @@ async def test_concurrent_streams_each_get_their_own_tokens(
     for request, got in zip(requests, gots, strict=True):
         assert len(got.tokens) == MAX_TOKENS
         assert all(len(t.top) == TOP_K for t in got.tokens)
-        assert event_tokens(by_prompt[request.prompt]) == got.tokens
+        assert event_tokens(by_prompt[request.prompt]) == as_exported(got.tokens)
     # Different prompts, different answers, and each stream's is the one its prompt gets
     # alone: no stream got another's tokens.
     assert len({got.text for got in gots}) == CONCURRENT_STREAMS
