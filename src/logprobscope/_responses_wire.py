@@ -23,6 +23,7 @@ from ._logprobs import ChoiceLogprobs, TokenBuffer, TokenLogprobList
 from ._messages import AIMessage, AIMessageChunk, ResponseMetadata, UsageMetadata
 from ._messages import make_chunk as _make_chunk
 from ._toolcalls import Delta, parse_calls
+from ._wire import streamed_message
 
 __all__ = [
     "ResponseError",
@@ -341,30 +342,15 @@ class ResponsesAccumulator:
         if self.saw_logprobs:
             view = TokenLogprobList._view(self.content, 0, len(self.content))
             logprobs = construct(ChoiceLogprobs, {"content": view, "refusal": None})
-        tool_calls, invalid_tool_calls = parse_calls(self.deltas)
-        metadata = construct(
-            ResponseMetadata,
-            {
-                "logprobs": logprobs,
-                "finish_reason": self.finish_reason,
-                "model_name": self.model_name,
-                "id": self.id,
-                "system_fingerprint": None,
-                "incomplete": incomplete,
-            },
-        )
-        return construct(
-            AIMessage,
-            {
-                "role": "assistant",
-                "content": "".join(self.pieces),
-                "name": None,
-                "refusal": "".join(self.refusals) if self.refusals else None,
-                "tool_calls": tool_calls,
-                "invalid_tool_calls": invalid_tool_calls,
-                "audio": None,
-                "function_call": None,
-                "response_metadata": metadata,
-                "usage_metadata": self.usage,
-            },
+        return streamed_message(
+            pieces=self.pieces,
+            refusal="".join(self.refusals) if self.refusals else None,
+            deltas=self.deltas,
+            logprobs=logprobs,
+            finish_reason=self.finish_reason,
+            model_name=self.model_name,
+            id=self.id,
+            system_fingerprint=None,
+            incomplete=incomplete,
+            usage=self.usage,
         )

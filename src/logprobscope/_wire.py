@@ -7,6 +7,7 @@ no usage, extra fields, or odd values; nothing here raises on a field's content.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pydantic_core import from_json
 
@@ -16,9 +17,15 @@ from ._logprobs import ChoiceLogprobs, TokenBuffer, TokenLogprobList
 from ._messages import AIMessage, AIMessageChunk, ResponseMetadata, UsageMetadata
 from ._messages import make_chunk as _make_chunk
 from ._text import valid_json
-from ._toolcalls import deltas_from_json, parse_calls, tool_calls_from_json
+from ._toolcalls import Delta, deltas_from_json, parse_calls, tool_calls_from_json
 
-__all__ = ["StreamAccumulator", "loads", "message_from_completion", "usage_from_json"]
+__all__ = [
+    "StreamAccumulator",
+    "loads",
+    "message_from_completion",
+    "streamed_message",
+    "usage_from_json",
+]
 
 
 def loads(payload: bytes) -> object:
@@ -279,30 +286,58 @@ class StreamAccumulator:
                     else None,
                 },
             )
-        tool_calls, invalid_tool_calls = parse_calls(self.deltas)
-        metadata = construct(
-            ResponseMetadata,
-            {
-                "logprobs": logprobs,
-                "finish_reason": self.finish_reason,
-                "model_name": self.model_name,
-                "id": self.id,
-                "system_fingerprint": self.system_fingerprint,
-                "incomplete": incomplete,
-            },
+        return streamed_message(
+            pieces=self.pieces,
+            refusal="".join(self.refusals) if self.saw_refusal_text else None,
+            deltas=self.deltas,
+            logprobs=logprobs,
+            finish_reason=self.finish_reason,
+            model_name=self.model_name,
+            id=self.id,
+            system_fingerprint=self.system_fingerprint,
+            incomplete=incomplete,
+            usage=self.usage,
         )
-        return construct(
-            AIMessage,
-            {
-                "role": "assistant",
-                "content": "".join(self.pieces),
-                "name": None,
-                "refusal": "".join(self.refusals) if self.saw_refusal_text else None,
-                "tool_calls": tool_calls,
-                "invalid_tool_calls": invalid_tool_calls,
-                "audio": None,
-                "function_call": None,
-                "response_metadata": metadata,
-                "usage_metadata": self.usage,
-            },
-        )
+
+
+def streamed_message(
+    *,
+    pieces: Sequence[str],
+    refusal: str | None,
+    deltas: Sequence[Delta],
+    logprobs: ChoiceLogprobs | None,
+    finish_reason: str | None,
+    model_name: str | None,
+    id: str | None,
+    system_fingerprint: str | None,
+    incomplete: bool,
+    usage: UsageMetadata | None,
+) -> AIMessage:
+    """A stream's aggregate as one `AIMessage` (both APIs' accumulators end here)."""
+    tool_calls, invalid_tool_calls = parse_calls(deltas)
+    metadata = construct(
+        ResponseMetadata,
+        {
+            "logprobs": logprobs,
+            "finish_reason": finish_reason,
+            "model_name": model_name,
+            "id": id,
+            "system_fingerprint": system_fingerprint,
+            "incomplete": incomplete,
+        },
+    )
+    return construct(
+        AIMessage,
+        {
+            "role": "assistant",
+            "content": "".join(pieces),
+            "name": None,
+            "refusal": refusal,
+            "tool_calls": tool_calls,
+            "invalid_tool_calls": invalid_tool_calls,
+            "audio": None,
+            "function_call": None,
+            "response_metadata": metadata,
+            "usage_metadata": usage,
+        },
+    )
