@@ -224,14 +224,8 @@ def _watch_aclose(stream: object, recorder: Recorder[Any]) -> None:
         logger.debug("cannot watch a stream's response", exc_info=True)
 
 
-class TracedStream(openai.Stream[_T]):
-    """The caller's `openai.Stream`, observed: same chunks, same attributes, one span end."""
-
-    def __init__(self, stream: openai.Stream[_T], recorder: Recorder[_T]):
-        # The real stream does all the work; nothing of Stream.__init__ is needed here.
-        self.__dict__["_lps_stream"] = stream
-        self.__dict__["_lps_recorder"] = recorder
-        _watch_close(stream, recorder)
+class _Delegating:
+    """Attribute access and repr go to the wrapped SDK stream (kept in `_lps_stream`)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.__dict__["_lps_stream"], name)
@@ -241,6 +235,16 @@ class TracedStream(openai.Stream[_T]):
 
     def __repr__(self) -> str:
         return f"<traced {self.__dict__['_lps_stream']!r}>"
+
+
+class TracedStream(_Delegating, openai.Stream[_T]):
+    """The caller's `openai.Stream`, observed: same chunks, same attributes, one span end."""
+
+    def __init__(self, stream: openai.Stream[_T], recorder: Recorder[_T]):
+        # The real stream does all the work; nothing of Stream.__init__ is needed here.
+        self.__dict__["_lps_stream"] = stream
+        self.__dict__["_lps_recorder"] = recorder
+        _watch_close(stream, recorder)
 
     def __iter__(self) -> Iterator[_T]:
         return self
@@ -287,22 +291,13 @@ class TracedStream(openai.Stream[_T]):
             recorder.end(completed=False)
 
 
-class TracedAsyncStream(openai.AsyncStream[_T]):
+class TracedAsyncStream(_Delegating, openai.AsyncStream[_T]):
     """The caller's `openai.AsyncStream`, observed: same chunks, same attributes, one span end."""
 
     def __init__(self, stream: openai.AsyncStream[_T], recorder: Recorder[_T]) -> None:
         self.__dict__["_lps_stream"] = stream
         self.__dict__["_lps_recorder"] = recorder
         _watch_aclose(stream, recorder)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["_lps_stream"], name)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        setattr(self.__dict__["_lps_stream"], name, value)
-
-    def __repr__(self) -> str:
-        return f"<traced {self.__dict__['_lps_stream']!r}>"
 
     def __aiter__(self) -> TracedAsyncStream[_T]:
         return self
