@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics.export import Histogram, Sum
 from opentelemetry.trace import SpanKind, StatusCode
 
 from logprobscope.otel import LogprobTelemetry
+from logprobscope.otel._metrics import FLUSH_AT
 from logprobscope.testing import SEED_TOP_LOGPROBS, ReplayServer, make_completion
 from tests.support.factories import ModelFactory, ServerFactory
 from tests.support.otel import InMemoryOtel, histogram_points, number_points, reassemble
@@ -422,11 +423,13 @@ def test_chunks_of_several_tokens_share_their_arrival_time(
     assert sum(bool(c.content) for c in chunks) == 3
 
 
-def test_token_and_chunk_observations_are_recorded_as_chunks_arrive(
+def test_token_and_chunk_observations_are_recorded_in_batches_during_a_long_stream(
     otel: InMemoryOtel, make_server: ServerFactory, make_model: ModelFactory
 ) -> None:
-    # Recorded in the gaps between chunks, not all after the last one.
-    completion = make_completion([f" t{i}" for i in range(6)], k=2, seed=5)
+    # A long stream's observations reach the SDK while it runs, FLUSH_AT at a time; the rest
+    # when it ends. None is lost, none recorded twice.
+    total = FLUSH_AT + 40
+    completion = make_completion([f" t{i}" for i in range(total)], k=2, seed=5)
     handler = otel.handler()
     model = make_model(make_server([completion]), logprobs=True, top_logprobs=2)
 
@@ -444,12 +447,14 @@ def test_token_and_chunk_observations_are_recorded_as_chunks_arrive(
         logprobs = chunk.response_metadata.logprobs
         tokens += len(logprobs.content) if logprobs is not None and logprobs.content else 0
         seen.append((tokens, *counts()))
-    # The role chunk carries the response model; from then on each chunk is observed when it
-    # arrives: its tokens, and the gap since the chunk before it.
-    assert len(seen) >= 7
-    for j, (tokens_so_far, probabilities, gaps) in enumerate(seen):
-        assert (probabilities, gaps) == (tokens_so_far, j), seen
-    assert counts()[0] == 6
+    for tokens_so_far, probabilities, _ in seen:
+        # Never ahead of the stream, never more than one batch behind it.
+        assert tokens_so_far - FLUSH_AT < probabilities <= tokens_so_far, seen
+    assert any(0 < probabilities < total for _, probabilities, _ in seen)  # mid-stream
+    assert any(0 < gaps for _, _, gaps in seen[:-1])
+    # The end: every token and every gap between the stream's chunks (role, tokens, finish).
+    chunks = len(seen)
+    assert counts() == (total, chunks - 1)
 
 
 def test_one_handler_many_models(

@@ -20,6 +20,7 @@ from .. import _contract as n
 from .._figures import LogprobSummary, probability
 from .._version import __version__
 from ._attributes import error_type
+from ._bulk import record_many
 from ._input import ResponseFacts
 
 __all__ = ["NO_EXEMPLAR_CONTEXT", "CallMetrics", "Instruments", "instruments_for"]
@@ -110,6 +111,9 @@ class Instruments:
         )
 
 
+FLUSH_AT = 512
+"""Per-token or per-chunk observations held during a stream before they are recorded."""
+
 _instrument_cache: weakref.WeakKeyDictionary[MeterProvider, Instruments] = (
     weakref.WeakKeyDictionary()
 )
@@ -133,9 +137,11 @@ class CallMetrics:
     """One call's metric observations, and the chunk timing they and the span share.
 
     Per-token probabilities (appended to `probabilities` by whoever reads the tokens) and
-    per-chunk gaps are recorded as soon as the response model, a metric attribute, is known:
-    on a real stream that work fits in the gaps between chunks instead of piling up after
-    the last one. Per-call observations are recorded by `record_end`.
+    per-chunk gaps are held in typed arrays and recorded in batches (`_bulk.record_many`)
+    once the response model, a metric attribute, is known: during a stream whenever
+    `FLUSH_AT` of them are waiting (so a long stream's observations reach the SDK while it
+    runs, and what waits stays small), and the rest at the end. Per-call observations are
+    recorded by `record_end`.
 
     Args:
         instruments: where to record; None records nothing (a disabled call).
@@ -195,8 +201,10 @@ class CallMetrics:
         return (first - self.start_perf) / 1e9 if first else None
 
     def observe(self, model: str | None) -> None:
-        """Record what came so far, once the response model is known."""
-        if model is not None and (self.probabilities or self._chunk_times):
+        """Record what came so far once `FLUSH_AT` observations wait and the model is known."""
+        if model is not None and (
+            len(self.probabilities) >= FLUSH_AT or len(self._chunk_times) >= FLUSH_AT
+        ):
             self._flush(model)
 
     def _attributes(self, model: str | None) -> dict[str, AttributeValue]:
@@ -215,19 +223,17 @@ class CallMetrics:
         # Per-token and per-chunk observations carry no exemplars: offering each one to
         # the exemplar reservoir costs ~20% of a record() and the per-call histograms
         # (duration, perplexity, min probability, entropy) already link to the span.
+        # They go in together (see `_bulk`): one SDK lookup per batch instead of one per value.
         context = NO_EXEMPLAR_CONTEXT
         probabilities = self.probabilities
         if probabilities:
             self.probabilities = array("d")
-            record = instruments.token_probability.record
-            for p in probabilities:
-                record(p, attrs, context)
+            record_many(instruments.token_probability, probabilities, attrs, context)
         times = self._chunk_times
-        if times and self._owned:
+        if times:
             self._chunk_times = array("d")
-            record = instruments.time_per_output_chunk.record
-            for seconds in times:
-                record(seconds, attrs, context)
+            if self._owned:
+                record_many(instruments.time_per_output_chunk, times, attrs, context)
 
     def record_end(
         self,
