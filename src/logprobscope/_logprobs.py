@@ -86,6 +86,16 @@ def _unpack_bytes(token: str, stored: bytes | None | _Derived) -> list[int] | No
     return list(stored)  # type: ignore[arg-type]
 
 
+def model_fields(value: object) -> dict[str, object] | None:
+    """A pydantic model's field values, as decoded JSON would hold them; None for anything
+    else, or a model without a `logprob` (read as a token-like object, one is required)."""
+    if isinstance(value, BaseModel):
+        fields: dict[str, object] = value.__dict__  # pydantic keeps field values there
+        if "logprob" in fields:
+            return fields
+    return None
+
+
 def _as_float(value: object) -> float:
     # Servers send -inf, NaN and -9999 floors; they are data. Anything that is not a
     # number at all becomes NaN rather than an exception on the user's call.
@@ -142,8 +152,10 @@ class TokenBuffer:
     def append_json(self, entries: object) -> int:
         """Append OpenAI-format entries (decoded JSON); return how many were appended.
 
-        Malformed entries are kept as far as they make sense: a missing token is "", a
-        logprob that is not a number is NaN, malformed bytes are None.
+        An entry's alternatives may also be pydantic models with the same fields (the
+        openai SDK's `TopLogprob`), read through `model_fields`. Malformed entries are kept
+        as far as they make sense: a missing token is "", a logprob that is not a number is
+        NaN, malformed bytes are None.
         """
         if not isinstance(entries, list):
             return 0
@@ -161,7 +173,9 @@ class TokenBuffer:
             if isinstance(tops, list):
                 for top in tops:
                     if not isinstance(top, dict):
-                        continue
+                        top = model_fields(top)
+                        if top is None:
+                            continue
                     top_token = _as_str(top.get("token"))
                     top_tokens.append(top_token)
                     self.top_logprobs.append(_as_float(top.get("logprob")))

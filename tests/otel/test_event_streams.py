@@ -99,9 +99,9 @@ def test_each_stream_has_its_own_indexes_in_batches_too() -> None:
         89,
         14,
     ]
-    assert recorder.events[1][1]["logprobs.tokens.logprobs"] == [
+    assert recorder.events[1][1]["logprobs.tokens.logprobs"] == tuple(
         -i / 1000 for i in (*range(10, 20), *range(100, 105))
-    ]
+    )
     assert covered(recorder) == {CONTENT: list(range(90)), REFUSAL: list(range(15))}
     assert writer.dropped == 0
 

@@ -137,7 +137,7 @@ def test_tokens_without_capture_carry_numbers_only() -> None:
                 "logprobs.token.line": "p=0.7788",
                 "logprobs.token.logprob": -0.25,
                 "logprobs.token.probability": 0.7788,
-                "logprobs.token.top_logprobs": [-0.25, -1.5],
+                "logprobs.token.top_logprobs": (-0.25, -1.5),
             },
             T0,
         ),
@@ -168,9 +168,9 @@ def test_tokens_with_capture_carry_texts_and_bytes_that_say_more() -> None:
             "logprobs.token.line": "p=0.9048 'é'",  # what a person reads first
             "logprobs.token.logprob": -0.1,
             "logprobs.token.probability": 0.9048,
-            "logprobs.token.top_logprobs": [-0.1, -2.5],
+            "logprobs.token.top_logprobs": (-0.1, -2.5),
             "logprobs.token.text": "é",  # its bytes are its UTF-8: not repeated
-            "logprobs.token.top_tokens": ["é", "e"],
+            "logprobs.token.top_tokens": ("é", "e"),
         },
         {
             "logprobs.token.index": 1,
@@ -178,7 +178,7 @@ def test_tokens_with_capture_carry_texts_and_bytes_that_say_more() -> None:
             "logprobs.token.logprob": -1.0,
             "logprobs.token.probability": 0.3679,
             "logprobs.token.text": "x\ufffd",  # a lone surrogate never reaches the exporter
-            "logprobs.token.bytes": [120, 237],  # what the server sent
+            "logprobs.token.bytes": (120, 237),  # what the server sent
         },
         {
             "logprobs.token.index": 2,
@@ -193,7 +193,7 @@ def test_tokens_with_capture_carry_texts_and_bytes_that_say_more() -> None:
             "logprobs.token.logprob": -3.0,
             "logprobs.token.probability": 0.0498,
             "logprobs.token.text": "\ufffd",
-            "logprobs.token.bytes": [240, 159],
+            "logprobs.token.bytes": (240, 159),
         },
     ]
 
@@ -239,7 +239,7 @@ def test_nan_and_infinite_logprobs_are_written_as_they_are() -> None:
     assert math.isnan(first["logprobs.token.logprob"])
     assert math.isnan(first["logprobs.token.top_logprobs"][0])
     assert second["logprobs.token.logprob"] == -math.inf
-    assert second["logprobs.token.top_logprobs"] == [-math.inf]
+    assert second["logprobs.token.top_logprobs"] == (-math.inf,)
 
 
 def test_timestamps_never_go_back_and_empty_adds_do_nothing() -> None:
@@ -467,15 +467,15 @@ def test_batch_without_capture() -> None:
     assert attributes["logprobs.tokens.first_index"] == 0
     assert attributes["logprobs.tokens.last_index"] == 1
     assert attributes["logprobs.tokens.start_index"] == 0
-    assert attributes["logprobs.tokens.logprobs"] == [-0.1, -0.2]
+    assert attributes["logprobs.tokens.logprobs"] == (-0.1, -0.2)
     flat = attributes["logprobs.tokens.top_logprobs"]
-    assert isinstance(flat, list) and flat[:3] == [-0.1, -2.0, -0.2] and len(flat) == 4
+    assert isinstance(flat, tuple) and flat[:3] == (-0.1, -2.0, -0.2) and len(flat) == 4
     assert math.isnan(flat[3])  # k = 2: the second token's missing alternative
     # One line per token: index, probability, alternatives (only those it has).
-    assert attributes["logprobs.tokens.lines"] == [
+    assert attributes["logprobs.tokens.lines"] == (
         "0 p=0.9048 | top: 0.9048, 0.1353",
         "1 p=0.8187 | top: 0.8187",
-    ]
+    )
     assert (copy_name, copy["logprobs.token.index"]) == (TOKEN, 1)  # the lowest
 
 
@@ -503,19 +503,19 @@ def test_batch_pads_fewer_alternatives_with_nan_and_empty_texts() -> None:
         "logprobs.tokens.top_tokens",
     ]
     assert attributes["logprobs.tokens.start_index"] == 0
-    assert attributes["logprobs.tokens.logprobs"] == [-0.1, -0.2, -0.3]
+    assert attributes["logprobs.tokens.logprobs"] == (-0.1, -0.2, -0.3)
     flat = attributes["logprobs.tokens.top_logprobs"]
-    assert isinstance(flat, list) and len(flat) == 6
-    assert flat[0] == -0.1 and flat[2:4] == [-0.2, -2.0]
+    assert isinstance(flat, tuple) and len(flat) == 6
+    assert flat[0] == -0.1 and flat[2:4] == (-0.2, -2.0)
     assert all(math.isnan(flat[i]) for i in (1, 4, 5))
-    assert attributes["logprobs.tokens.texts"] == ["a", "b", "d\ufffd"]
-    assert attributes["logprobs.tokens.top_tokens"] == ["a", "", "b", "c", "", ""]
+    assert attributes["logprobs.tokens.texts"] == ("a", "b", "d\ufffd")
+    assert attributes["logprobs.tokens.top_tokens"] == ("a", "", "b", "c", "", "")
     # The lines line up without padding: each token's own alternatives.
-    assert attributes["logprobs.tokens.lines"] == [
+    assert attributes["logprobs.tokens.lines"] == (
         "0 p=0.9048 'a' | top: 'a' 0.9048",
         "1 p=0.8187 'b' | top: 'b' 0.8187, 'c' 0.1353",
         "2 p=0.7408 'd\ufffd'",
-    ]
+    )
 
 
 def test_batch_lines_quote_texts_and_show_small_probabilities() -> None:
@@ -523,11 +523,11 @@ def test_batch_lines_quote_texts_and_show_small_probabilities() -> None:
     rows = [entry(" ", -15.0, (" ", -15.0), ("\n", -0.01)), entry("\"x'", -1e-9), entry("", 0.0)]
     writer.add(buffer(rows), 0, 3, T0)
     writer.close()
-    assert recorder.events[0][1]["logprobs.tokens.lines"] == [
+    assert recorder.events[0][1]["logprobs.tokens.lines"] == (
         "0 p=3.06e-07 ' ' | top: ' ' 3.06e-07, '\\n' 0.9900",
         "1 p=1.0000 '\"x\\''",
         "2 p=1.0000 ''",
-    ]
+    )
 
 
 def test_batch_of_tokens_without_alternatives_has_no_top_arrays() -> None:
@@ -544,9 +544,9 @@ def test_batch_of_tokens_without_alternatives_has_no_top_arrays() -> None:
         "logprobs.tokens.texts",
     ]
     logprobs = attributes["logprobs.tokens.logprobs"]
-    assert isinstance(logprobs, list)
+    assert isinstance(logprobs, tuple)
     assert math.isnan(logprobs[0]) and logprobs[1] == -math.inf
-    assert attributes["logprobs.tokens.lines"] == ["0 p=nan 'a'", "1 p=0 'b'"]
+    assert attributes["logprobs.tokens.lines"] == ("0 p=nan 'a'", "1 p=0 'b'")
     assert copy["logprobs.token.index"] == 1  # p = 0 is low; NaN is never the least likely
 
 
@@ -563,14 +563,14 @@ def test_a_batch_reads_each_range_from_its_own_buffer() -> None:
             {
                 "logprobs.tokens.first_index": 0,
                 "logprobs.tokens.last_index": 3,
-                "logprobs.tokens.lines": [
+                "logprobs.tokens.lines": (
                     "0 p=1.0000",
                     "1 p=0.9990",
                     "2 p=0.0001",
                     "3 p=0.9980",
-                ],
+                ),
                 "logprobs.tokens.start_index": 0,
-                "logprobs.tokens.logprobs": [-0.0, -0.001, -9.0, -0.002],
+                "logprobs.tokens.logprobs": (-0.0, -0.001, -9.0, -0.002),
             },
             T0,
         ),

@@ -72,22 +72,32 @@ def batch_attributes(
     starts.append(len(alt_logprobs))
     count = len(logprobs)
     probabilities = _probabilities(logprobs)
+    # Sequences as tuples: what the SDK's attribute cleaning would make of them (see
+    # `_span_events`).
     attributes: dict[str, AttributeValue] = {
         n.TOKENS_FIRST_INDEX: first,
         n.TOKENS_LAST_INDEX: first + count - 1,
-        n.TOKENS_LINES: _lines(
-            first, probabilities, starts, _probabilities(alt_logprobs), texts, alt_texts, capture
+        n.TOKENS_LINES: tuple(
+            _lines(
+                first,
+                probabilities,
+                starts,
+                _probabilities(alt_logprobs),
+                texts,
+                alt_texts,
+                capture,
+            )
         ),
         n.TOKENS_START_INDEX: first,
-        n.TOKENS_LOGPROBS: logprobs,
+        n.TOKENS_LOGPROBS: tuple(logprobs),
     }
     k = max((b - a for a, b in zip(starts, starts[1:], strict=False)), default=0)
     if k:
-        attributes[n.TOKENS_TOP_LOGPROBS] = _rows(alt_logprobs, starts, k, math.nan)
+        attributes[n.TOKENS_TOP_LOGPROBS] = tuple(_rows(alt_logprobs, starts, k, math.nan))
         if capture:
-            attributes[n.TOKENS_TOP_TOKENS] = _rows(alt_texts, starts, k, "")
+            attributes[n.TOKENS_TOP_TOKENS] = tuple(_rows(alt_texts, starts, k, ""))
     if capture:
-        attributes[n.TOKENS_TEXTS] = texts
+        attributes[n.TOKENS_TEXTS] = tuple(texts)
     return attributes, logprobs, probabilities
 
 

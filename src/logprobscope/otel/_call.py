@@ -37,6 +37,7 @@ from ._field_events import ContentTokens, field_attributes, structured_format
 from ._guest import hook_end, ours_only, unhook_end
 from ._input import ResponseFacts, TokenColumns, TokenInput
 from ._metrics import NO_EXEMPLAR_CONTEXT, CallMetrics
+from ._span_events import event_adder
 
 if TYPE_CHECKING:
     from ._telemetry import LogprobTelemetry
@@ -184,7 +185,7 @@ class CallTelemetry:
         )
         if span.is_recording():  # a span sampled out gets no events at all
             self._events = EventWriter(
-                span.add_event,
+                event_adder(span),
                 mode=telemetry.events,
                 limit=event_limit(span, telemetry._tracer_provider),
                 capture=capture,

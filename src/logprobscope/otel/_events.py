@@ -40,7 +40,6 @@ after the tokens (`extra`) only take the room the tokens left.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Literal
 
 from opentelemetry.trace import Span, TracerProvider
@@ -52,6 +51,7 @@ from .._logprobs import _DERIVED, TokenBuffer
 from .._text import valid_text
 from ._batch import batch_attributes, format_probability
 from ._held import Held, Least, StreamKey, cut, shares
+from ._span_events import AddEvent
 
 __all__ = [
     "CONTENT",
@@ -66,8 +66,6 @@ __all__ = [
 EventsMode = Literal["tokens", "batched", "low_confidence", "none"]
 """How token logprobs become span events (see TELEMETRY.md, "Span events")."""
 
-AddEvent = Callable[[str, dict[str, AttributeValue], int], object]
-"""`Span.add_event`: name, attributes, timestamp (ns since epoch)."""
 
 CONTENT: StreamKey = (n.CHANNEL_CONTENT, 0)
 _REFUSAL: StreamKey = (n.CHANNEL_REFUSAL, 0)
@@ -291,7 +289,7 @@ class EventWriter:
             if stream:
                 attributes.update(stream)
             if o1 > o0:
-                attributes[n.TOKEN_TOP_LOGPROBS] = tops[o0:o1].tolist()
+                attributes[n.TOKEN_TOP_LOGPROBS] = tuple(tops[o0:o1])
             if capture:
                 # Texts from the LangChain and raw-SDK entry points are the stdlib's
                 # decoding and may hold lone surrogates, which the OTLP encoder refuses.
@@ -300,9 +298,11 @@ class EventWriter:
                 attributes[n.TOKEN_TEXT] = text
                 raw = buf.bytes[i]
                 if raw is not None and raw is not _DERIVED:  # bytes that say more than text
-                    attributes[n.TOKEN_BYTES] = list(raw)  # type: ignore[arg-type]
+                    attributes[n.TOKEN_BYTES] = tuple(raw)  # type: ignore[arg-type]
                 if o1 > o0:
-                    attributes[n.TOKEN_TOP_TOKENS] = [valid_text(t) for t in buf.top_tokens[o0:o1]]
+                    attributes[n.TOKEN_TOP_TOKENS] = tuple(
+                        [valid_text(t) for t in buf.top_tokens[o0:o1]]
+                    )
             add_event(n.EVENT_TOKEN, attributes, time_ns)
             index += 1
         self.events_used += stop - start

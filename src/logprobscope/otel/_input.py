@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-from .._logprobs import TokenBuffer, _as_float, _as_str, _pack_bytes
+from .._logprobs import TokenBuffer, _as_float, _as_str, _pack_bytes, model_fields
 
 __all__ = [
     "ResponseFacts",
@@ -150,9 +150,15 @@ def _append_one(buf: TokenBuffer, item: object) -> None:
 
 def append_tokens(buf: TokenBuffer, tokens: object) -> None:
     """Append token-like objects or JSON entries to `buf`, tolerating malformed ones."""
-    if type(tokens) is list and all(type(entry) is dict for entry in tokens):
-        buf.append_json(tokens)  # decoded JSON, the common case: the buffer's own reader
-        return
+    if type(tokens) is list:
+        if all(type(entry) is dict for entry in tokens):
+            buf.append_json(tokens)  # decoded JSON, the common case: the buffer's own reader
+            return
+        # The openai SDK's token objects are pydantic models: their fields are decoded JSON.
+        fields = [model_fields(entry) for entry in tokens]
+        if None not in fields:
+            buf.append_json(fields)
+            return
     if not isinstance(tokens, Iterable) or isinstance(tokens, (str, bytes, Mapping)):
         return
     for item in tokens:
