@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,9 +19,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.metrics import Histogram
 from opentelemetry.metrics._internal.instrument import _ProxyHistogram
-from opentelemetry.sdk.metrics import AlwaysOnExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    MeterProvider,
+)
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
 from opentelemetry.sdk.metrics._internal._view_instrument_match import _ViewInstrumentMatch
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
@@ -30,8 +37,9 @@ from opentelemetry.sdk.metrics.view import (
     ExponentialBucketHistogramAggregation,
     View,
 )
+from opentelemetry.sdk.trace import TracerProvider
 
-from logprobscope.otel._bulk import record_many
+from logprobscope.otel._bulk import AttributeSet
 from logprobscope.otel._metrics import NO_EXEMPLAR_CONTEXT
 
 ATTRS: dict[str, Any] = {
@@ -50,7 +58,7 @@ def one_by_one(histogram: Histogram, values: Sequence[float], attrs: dict[str, A
 
 
 def at_once(histogram: Histogram, values: Sequence[float], attrs: dict[str, Any]) -> None:
-    record_many(histogram, values, attrs, NO_EXEMPLAR_CONTEXT)
+    AttributeSet(attrs).record_many(histogram, values, NO_EXEMPLAR_CONTEXT)
 
 
 class Side:
@@ -229,12 +237,81 @@ def test_the_cardinality_limit_overflows_alike() -> None:
     assert "otel.metric.overflow" in repr(a)
 
 
-def test_an_always_on_exemplar_filter_records_one_by_one(no_per_value_path: list[int]) -> None:
-    side = Side(exemplar_filter=AlwaysOnExemplarFilter())
-    at_once(side.histogram, VALUES, ATTRS)
-    assert no_per_value_path[0] == len(VALUES)  # each value offered to the reservoir
+def test_an_always_on_exemplar_filter_offers_every_value(no_per_value_path: list[int]) -> None:
     a, b = both([VALUES], exemplar_filter=AlwaysOnExemplarFilter())
     assert a == b
+    assert "filtered_attributes" not in repr(a) and "0.999" in a[-1][0][0][2]  # exemplars
+
+
+def _single(
+    record: Callable[[Any, float, dict[str, Any], Context], None], **side: Any
+) -> list[Any]:
+    """Per-call observations: histograms and a counter, several attribute sets, in the
+    context of a sampled span (exemplars) and of none."""
+    s = Side(**side)
+    random.seed(7)  # a counter's exemplar reservoir samples at random: the same draws
+    meter = s.provider.get_meter("t")
+    counter = meter.create_counter("c", unit="{token}")
+    other = meter.create_histogram("h2", unit="s")
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("call") as span:
+        sampled = trace.set_span_in_context(span)
+    for i, value in enumerate([*VALUES, 3.0, 7, 0]):
+        context = sampled if i % 3 else NO_EXEMPLAR_CONTEXT
+        attrs = ATTRS if i % 2 else {**ATTRS, "error.type": "Timeout"}
+        record(s.histogram, value, attrs, context)
+        record(other, value * 10, attrs, context)
+        record(counter, int(value * 10), attrs, context)
+    return s.collect()
+
+
+def _public(instrument: Any, value: float, attrs: dict[str, Any], context: Context) -> None:
+    if isinstance(instrument, Histogram):
+        instrument.record(value, attrs, context)
+    else:
+        instrument.add(value, attrs, context)
+
+
+def _prepared(instrument: Any, value: float, attrs: dict[str, Any], context: Context) -> None:
+    AttributeSet(attrs).record(instrument, value, context)
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_single_observations_and_their_exemplars(delta: bool) -> None:
+    a = _single(_public, delta=delta)
+    b = _single(_prepared, delta=delta)
+    assert a == b
+    assert "trace_id" not in repr(a)  # the comparison holds exemplars by value
+    assert any(p[2] != "[]" for p in a[0])  # exemplars were sampled from the span
+
+
+def test_single_observations_through_views_and_filters() -> None:
+    views = [
+        View(instrument_name="h", attribute_keys={"error.type"}),
+        View(instrument_name="c", aggregation=DropAggregation()),
+        View(instrument_name="h2", aggregation=ExponentialBucketHistogramAggregation()),
+    ]
+    for exemplar_filter in (None, AlwaysOnExemplarFilter(), AlwaysOffExemplarFilter()):
+        a = _single(_public, views=views, exemplar_filter=exemplar_filter, readers=2)
+        b = _single(_prepared, views=views, exemplar_filter=exemplar_filter, readers=2)
+        assert a == b
+
+
+def test_a_prepared_set_reused_across_instruments(no_per_value_path: list[int]) -> None:
+    side = Side()
+    counter = side.provider.get_meter("t").create_counter("c")
+    prepared = AttributeSet(ATTRS)
+    for value in VALUES:
+        prepared.record(side.histogram, value, NO_EXEMPLAR_CONTEXT)
+        prepared.record(counter, value, NO_EXEMPLAR_CONTEXT)
+    prepared.record(counter, -1.0, NO_EXEMPLAR_CONTEXT)  # the SDK's: logged and dropped
+    assert no_per_value_path[0] == 0  # all went straight to the aggregations
+    reference = Side()
+    reference_counter = reference.provider.get_meter("t").create_counter("c")
+    for value in VALUES:
+        reference.histogram.record(value, ATTRS, NO_EXEMPLAR_CONTEXT)
+        reference_counter.add(value, ATTRS, NO_EXEMPLAR_CONTEXT)
+    assert side.collect() == reference.collect()
 
 
 def test_rejected_values_are_left_to_the_sdk(caplog: pytest.LogCaptureFixture) -> None:
@@ -275,10 +352,13 @@ class Recording(Histogram):
 
 def test_another_histogram_gets_every_value_through_record() -> None:
     histogram = Recording()
-    record_many(histogram, VALUES, ATTRS, NO_EXEMPLAR_CONTEXT)
+    prepared = AttributeSet(ATTRS)
+    prepared.record_many(histogram, VALUES, NO_EXEMPLAR_CONTEXT)
     assert histogram.calls == [(v, ATTRS, NO_EXEMPLAR_CONTEXT) for v in VALUES]
-    record_many(histogram, [], ATTRS, NO_EXEMPLAR_CONTEXT)
-    assert len(histogram.calls) == len(VALUES)
+    prepared.record_many(histogram, [], NO_EXEMPLAR_CONTEXT)
+    prepared.record(histogram, 0.5, NO_EXEMPLAR_CONTEXT)
+    assert histogram.calls[-1] == (0.5, ATTRS, NO_EXEMPLAR_CONTEXT)
+    assert len(histogram.calls) == len(VALUES) + 1
 
 
 def test_nothing_is_lost_to_a_delta_collection_running_meanwhile() -> None:

@@ -1,23 +1,24 @@
-"""Many observations of one histogram at once, recorded as the OpenTelemetry SDK records them
-one by one.
+"""Metric observations recorded as the OpenTelemetry SDK records them, with its per-record
+overhead paid once per attribute set instead of once per value.
 
-A call's per-token and per-chunk observations (`logprobs.token.probability`,
-`gen_ai.client.operation.time_per_output_chunk`) come by the thousand. The SDK's
-`Histogram.record` costs 6-14 µs each on a small machine (it builds a `Measurement`, cleans
-and hashes the attributes, asks the exemplar filter, takes a lock): more than everything else
-a token costs. `record_many` finds the SDK's aggregation for the attribute set once, and adds
-the values to its bucket counts, sum, min and max under the aggregation's own lock: the data
-points exported are the same as with one `record` per value, in the same order of addition
-(tests/otel/test_bulk.py compares the two).
+A call records thousands of per-token and per-chunk observations
+(`logprobs.token.probability`, `gen_ai.client.operation.time_per_output_chunk`) and about ten
+per-call ones, all with the same few attribute sets. The SDK's `Histogram.record` and
+`Counter.add` cost 6-14 µs each on a small machine: each builds a `Measurement`, cleans the
+attribute values, copies, filters and hashes them per view, then finds the aggregation. An
+`AttributeSet` does the cleaning once and the hashing once per view, and then hands values to
+the same aggregations the SDK would have found, through the SDK's own `aggregate` (with the
+exemplar filter asked per value, as the SDK asks it), or, for many values of an
+explicit-bucket histogram with no exemplar to offer, by adding them to its bucket counts, sum,
+min and max under its lock, in order, as `aggregate` would one by one. The data points and
+exemplars exported are the same as with one `record`/`add` per value
+(tests/otel/test_bulk.py compares them).
 
-It does so only when it recognizes every piece: an SDK histogram (directly, or behind the
+It does so only when it recognizes every piece: an SDK instrument (directly, or behind the
 API's proxy before the global provider was set), enabled, a synchronous measurement consumer,
-an exemplar filter that samples none of these observations (they carry no span: see
-`NO_EXEMPLAR_CONTEXT`), and the view-instrument internals of the SDK versions this was checked
-against. Otherwise, and per view for aggregations other than explicit buckets (an exponential
-histogram, say), the values go through the SDK one by one: slower, never different. Values
-the SDK rejects (negative, not finite) are handed to `Histogram.record`, which logs and drops
-them as it always does.
+and the view-instrument internals of the SDK versions this was checked against. Anything
+else gets the public `record`/`add`, value by value: slower, never different. Values the SDK
+rejects (negative, not finite) also go the public way, which logs and drops them.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from time import time_ns
 from typing import Any, Protocol, cast
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import Histogram
+from opentelemetry.metrics import Counter, Histogram
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["record_many"]
+__all__ = ["AttributeSet"]
 
 _INF = math.inf
 
@@ -41,8 +42,8 @@ _INF = math.inf
 class _Internals(Protocol):
     """What this module needs of the SDK's private metric classes (resolved once)."""
 
-    histogram: type[Any]
-    proxy: type[Any]
+    instruments: tuple[type[Any], ...]
+    proxies: tuple[type[Any], ...]
     consumer: type[Any]
     match: type[Any]
     explicit: type[Any]
@@ -52,14 +53,15 @@ class _Internals(Protocol):
 
 
 def _load() -> _Internals | None:
-    # Private SDK names: any of them missing (another SDK version) means one record per value.
+    # Private SDK names: any of them missing (another SDK version) means the public calls.
     try:
-        from opentelemetry.metrics._internal.instrument import _ProxyHistogram
+        from opentelemetry.metrics._internal.instrument import _ProxyCounter, _ProxyHistogram
         from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, TraceBasedExemplarFilter
         from opentelemetry.sdk.metrics._internal import _view_instrument_match as vim
         from opentelemetry.sdk.metrics._internal.aggregation import (
             _ExplicitBucketHistogramAggregation,
         )
+        from opentelemetry.sdk.metrics._internal.instrument import Counter as SdkCounter
         from opentelemetry.sdk.metrics._internal.instrument import Histogram as SdkHistogram
         from opentelemetry.sdk.metrics._internal.measurement import Measurement
         from opentelemetry.sdk.metrics._internal.measurement_consumer import (
@@ -67,8 +69,8 @@ def _load() -> _Internals | None:
         )
 
         class Found:
-            histogram = SdkHistogram
-            proxy = _ProxyHistogram
+            instruments = (SdkHistogram, SdkCounter)
+            proxies = (_ProxyHistogram, _ProxyCounter)
             consumer = SynchronousMeasurementConsumer
             match = vim._ViewInstrumentMatch
             explicit = _ExplicitBucketHistogramAggregation
@@ -91,129 +93,161 @@ _MATCH_FIELDS = (
 )
 _EXPLICIT_FIELDS = ("_lock", "_value", "_sum", "_min", "_max", "_boundaries", "_record_min_max")
 
+Instrument = Histogram | Counter
 
-def record_many(
-    histogram: Histogram,
-    values: Sequence[float],
-    attributes: Mapping[str, AttributeValue],
-    context: Context,
-) -> None:
-    """Record every value of `values` in `histogram`, with `attributes`, in `context`.
 
-    The same as `for v in values: histogram.record(v, attributes, context)`, in fewer steps
-    when the histogram is the OpenTelemetry SDK's (see the module's docstring). `context`
-    must sample no exemplar (for instance `NO_EXEMPLAR_CONTEXT`); if the SDK's filter would
-    sample one from it, the values are recorded one by one.
+class AttributeSet:
+    """One attribute set, prepared for recording into the SDK's instruments.
+
+    `record` is `histogram.record(value, attributes, context)` or
+    `counter.add(value, attributes, context)`; `record_many` is `record` for each value, in
+    order. Prepare one per attribute set and reuse it (per call, say): the cleaning and the
+    hashing are done on first use and kept. The attributes must not change after.
     """
-    if not values:
-        return
-    targets = _targets(histogram, attributes, context, values[0])
-    if targets is None:
-        record = histogram.record
-        for value in values:
-            record(value, attributes, context)
-        return
-    real, cleaned, matches = targets
-    good: Sequence[float] = values
-    if not all(0.0 <= v < _INF for v in values):  # NaN compares false: it is caught too
-        good = [v for v in values if 0.0 <= v < _INF]
-        for value in values:
-            if not 0.0 <= value < _INF:
-                histogram.record(value, attributes, context)  # the SDK warns and drops it
-    if not good:
-        return
-    for match in matches:
-        _into_match(match, real, cleaned, context, good)
 
+    __slots__ = ("attributes", "_cleaned", "_keys")
 
-def _targets(
-    histogram: Histogram,
-    attributes: Mapping[str, AttributeValue],
-    context: Context,
-    sample: float,
-) -> tuple[object, Mapping[str, AttributeValue], list[object]] | None:
-    """The SDK histogram, its cleaned attributes and its view matches; None: go one by one."""
-    sdk = _SDK
-    if sdk is None:
-        return None
-    real: object = histogram
-    if type(real) is sdk.proxy:
-        real = getattr(real, "_real_instrument", None)
-    if not isinstance(real, sdk.histogram):
-        return None
-    try:
-        if not real._is_enabled():
+    def __init__(self, attributes: Mapping[str, AttributeValue]) -> None:
+        self.attributes = attributes
+        self._cleaned: Mapping[str, AttributeValue] | None = None
+        self._keys: dict[object, tuple[object, dict[str, AttributeValue]]] = {}
+
+    def record(self, instrument: Instrument, value: float, context: Context) -> None:
+        """Record `value` in `instrument` with these attributes, in `context`."""
+        target = self._target(instrument, value, context) if 0.0 <= value < _INF else None
+        if target is None:
+            _public(instrument, value, self.attributes, context)
+            return
+        real, exemplar_filter, matches = target
+        now = time_ns()
+        cleaned = self._cleaned
+        sample = bool(exemplar_filter.should_sample(value, now, cleaned, context))
+        measurement = _measurement(value, now, real, context, cleaned)
+        for match in matches:
+            self._into(match, lambda a: a.aggregate(measurement, sample))
+
+    def record_many(self, histogram: Histogram, values: Sequence[float], context: Context) -> None:
+        """Record every value of `values` in `histogram`, in order, in `context`."""
+        if not values:
+            return
+        target = self._target(histogram, values[0], context)
+        if target is None:
+            for value in values:
+                _public(histogram, value, self.attributes, context)
+            return
+        real, exemplar_filter, matches = target
+        good: Sequence[float] = values
+        if not all(0.0 <= v < _INF for v in values):  # NaN compares false: it is caught too
+            good = [v for v in values if 0.0 <= v < _INF]
+            for value in values:
+                if not 0.0 <= value < _INF:
+                    _public(histogram, value, self.attributes, context)  # logged and dropped
+        if not good:
+            return
+        quiet = type(exemplar_filter) in cast(_Internals, _SDK).quiet_filters and not (
+            exemplar_filter.should_sample(good[0], time_ns(), self._cleaned, context)
+        )
+        if not quiet:  # exemplars to offer: each value through `aggregate`, as the SDK does
+            for value in good:
+                self.record(histogram, value, context)
+            return
+        cleaned = self._cleaned
+        for match in matches:
+            self._into(match, lambda a: _add_all(a, good, real, context, cleaned))
+
+    def _target(
+        self, instrument: Instrument, sample: float, context: Context
+    ) -> tuple[object, Any, list[object]] | None:
+        """The SDK instrument, its exemplar filter and its view matches; None: go public."""
+        sdk = _SDK
+        if sdk is None:
             return None
-        # The SDK's private objects, checked by type or attribute before use.
-        consumer = real._measurement_consumer
-        if type(consumer) is not sdk.consumer:
+        real: object = instrument
+        if type(real) in sdk.proxies:
+            real = getattr(real, "_real_instrument", None)
+        if not isinstance(real, sdk.instruments):
             return None
-        exemplar_filter = consumer._sdk_config.exemplar_filter
-        if type(exemplar_filter) not in sdk.quiet_filters:
+        try:
+            if not real._is_enabled():
+                return None
+            consumer = real._measurement_consumer
+            if type(consumer) is not sdk.consumer:
+                return None
+            if self._cleaned is None:
+                # As `record` builds a Measurement: the SDK's own cleaning, once.
+                built = sdk.measurement(sample, time_ns(), real, context, dict(self.attributes))
+                self._cleaned = built.attributes or {}
+            matches: list[object] = []
+            for storage in consumer._reader_storages.values():
+                for match in storage._get_or_init_view_instrument_match(real):
+                    if type(match) is not sdk.match or not all(
+                        hasattr(match, name) for name in _MATCH_FIELDS
+                    ):
+                        return None
+                    matches.append(match)
+            return real, consumer._sdk_config.exemplar_filter, matches
+        except AttributeError:
             return None
-        # One Measurement, built as `record` builds it: the SDK's cleaning of the attributes.
-        measurement = sdk.measurement(sample, time_ns(), real, context, dict(attributes))
-        cleaned = measurement.attributes
-        if exemplar_filter.should_sample(sample, measurement.time_unix_nano, cleaned, context):
-            return None
-        matches: list[object] = []
-        for storage in consumer._reader_storages.values():
-            for match in storage._get_or_init_view_instrument_match(real):
-                if type(match) is not sdk.match or not all(
-                    hasattr(match, name) for name in _MATCH_FIELDS
-                ):
-                    return None
-                matches.append(match)
-    except AttributeError:
-        return None
-    return real, cleaned or {}, matches
+
+    def _into(self, match: object, apply: Callable[[Any], None]) -> None:
+        """`apply` to `match`'s aggregation of these attributes, found (or made) as its
+        `consume_measurement` finds it."""
+        m = cast("_Match", match)
+        view = m._view
+        found = self._keys.get(view)
+        if found is None:
+            attributes = dict(cast(Mapping[str, AttributeValue], self._cleaned))
+            keys = view._attribute_keys
+            if keys is not None:
+                attributes = {k: v for k, v in attributes.items() if k in keys}
+            found = self._keys[view] = (
+                cast(_Internals, _SDK).hash_attributes(attributes),
+                attributes,
+            )
+        key, attributes = found
+        if m._reset_on_collect:
+            # Collection discards the aggregations: hold the lock until the values are in.
+            with m._lock:
+                apply(m._get_or_create_aggregation(key, attributes))
+            return
+        aggregation = m._attributes_aggregation.get(key)
+        if aggregation is None:
+            with m._lock:
+                aggregation = m._get_or_create_aggregation(key, attributes)
+        apply(aggregation)
 
 
-def _into_match(
-    match: object,
-    real: object,
-    cleaned: Mapping[str, AttributeValue],
-    context: Context,
-    values: Sequence[float],
-) -> None:
-    """Add `values` to `match`'s aggregation of `cleaned`, as its `consume_measurement` does."""
-    sdk = cast(_Internals, _SDK)
-    m = cast("_Match", match)
-    attributes = dict(cleaned)
-    keys = m._view._attribute_keys
-    if keys is not None:
-        attributes = {k: v for k, v in attributes.items() if k in keys}
-    key = sdk.hash_attributes(attributes)
-    if m._reset_on_collect:
-        # Collection discards the aggregations: hold the lock until the values are in.
-        with m._lock:
-            aggregation = m._get_or_create_aggregation(key, attributes)
-            _aggregate(aggregation, real, cleaned, context, values)
-        return
-    aggregation = m._attributes_aggregation.get(key)
-    if aggregation is None:
-        with m._lock:
-            aggregation = m._get_or_create_aggregation(key, attributes)
-    _aggregate(aggregation, real, cleaned, context, values)
+def _public(instrument: Instrument, value: float, attributes: object, context: Context) -> None:
+    if isinstance(instrument, Histogram):
+        instrument.record(value, cast(Mapping[str, AttributeValue], attributes), context)
+    else:
+        instrument.add(value, cast(Mapping[str, AttributeValue], attributes), context)
 
 
-def _aggregate(
+def _measurement(value: float, now: int, real: object, context: Context, cleaned: object) -> object:
+    # Built as the SDK builds it, with the attributes it would have cleaned to these.
+    measurement = cast(_Internals, _SDK).measurement(value, now, real, context, None)
+    object.__setattr__(measurement, "attributes", cleaned)
+    return measurement
+
+
+def _add_all(
     aggregation: object,
-    real: object,
-    cleaned: Mapping[str, AttributeValue],
-    context: Context,
     values: Sequence[float],
+    real: object,
+    context: Context,
+    cleaned: object,
 ) -> None:
+    """`aggregation.aggregate` for each value with no exemplar, in fewer steps if it is an
+    explicit-bucket histogram's."""
     sdk = cast(_Internals, _SDK)
     if type(aggregation) is not sdk.explicit or not all(
         hasattr(aggregation, name) for name in _EXPLICIT_FIELDS
     ):
-        # Another aggregation (a view's exponential histogram, a drop): the SDK's own step
-        # per value, with no exemplar, as the filter decided for this context.
-        aggregate = aggregation.aggregate  # type: ignore[attr-defined]
-        build = sdk.measurement
+        # Another aggregation (a view's exponential histogram, a drop): its own step each.
+        aggregate = cast(Any, aggregation).aggregate
         for value in values:
-            aggregate(build(value, time_ns(), real, context, cleaned), False)
+            aggregate(_measurement(value, time_ns(), real, context, cleaned), False)
         return
     a = cast("_Explicit", aggregation)
     bounds = a._boundaries

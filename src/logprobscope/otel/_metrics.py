@@ -20,7 +20,7 @@ from .. import _contract as n
 from .._figures import LogprobSummary, probability
 from .._version import __version__
 from ._attributes import error_type
-from ._bulk import record_many
+from ._bulk import AttributeSet
 from ._input import ResponseFacts
 
 __all__ = ["NO_EXEMPLAR_CONTEXT", "CallMetrics", "Instruments", "instruments_for"]
@@ -176,8 +176,8 @@ class CallMetrics:
     ) -> None:
         self._owned = owned
         self._instruments = instruments
-        self._attrs = attributes
-        self._model_attrs: dict[str, AttributeValue] | None = None
+        self._attrs = AttributeSet(attributes)
+        self._model_attrs: tuple[str, AttributeSet] | None = None
         self._context = context
         self.probabilities: array[float] = array("d")
         self._chunk_times: array[float] = array("d")
@@ -207,13 +207,16 @@ class CallMetrics:
         ):
             self._flush(model)
 
-    def _attributes(self, model: str | None) -> dict[str, AttributeValue]:
+    def _attributes(self, model: str | None) -> AttributeSet:
         if model is None:
             return self._attrs
         cached = self._model_attrs
-        if cached is None or cached[n.GEN_AI_RESPONSE_MODEL] != model:
-            cached = self._model_attrs = {**self._attrs, n.GEN_AI_RESPONSE_MODEL: model}
-        return cached
+        if cached is None or cached[0] != model:
+            cached = self._model_attrs = (
+                model,
+                AttributeSet({**self._attrs.attributes, n.GEN_AI_RESPONSE_MODEL: model}),
+            )
+        return cached[1]
 
     def _flush(self, model: str | None) -> None:
         instruments = self._instruments
@@ -228,12 +231,12 @@ class CallMetrics:
         probabilities = self.probabilities
         if probabilities:
             self.probabilities = array("d")
-            record_many(instruments.token_probability, probabilities, attrs, context)
+            attrs.record_many(instruments.token_probability, probabilities, context)
         times = self._chunk_times
         if times:
             self._chunk_times = array("d")
             if self._owned:
-                record_many(instruments.time_per_output_chunk, times, attrs, context)
+                attrs.record_many(instruments.time_per_output_chunk, times, context)
 
     def record_end(
         self,
@@ -257,23 +260,18 @@ class CallMetrics:
             return
         duration_attrs = attrs
         if error is not None:
-            duration_attrs = {**attrs, n.ERROR_TYPE: error_type(error)}
-        instruments.duration.record((end_perf - self.start_perf) / 1e9, duration_attrs, context)
-        if response.input_tokens is not None:
-            instruments.token_usage.record(
-                response.input_tokens,
-                {**attrs, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT},
-                context,
-            )
-        if response.output_tokens is not None:
-            instruments.token_usage.record(
-                response.output_tokens,
-                {**attrs, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT},
-                context,
-            )
+            duration_attrs = AttributeSet({**attrs.attributes, n.ERROR_TYPE: error_type(error)})
+        duration_attrs.record(instruments.duration, (end_perf - self.start_perf) / 1e9, context)
+        for kind, tokens in (
+            (n.TOKEN_TYPE_INPUT, response.input_tokens),
+            (n.TOKEN_TYPE_OUTPUT, response.output_tokens),
+        ):
+            if tokens is not None:
+                usage = AttributeSet({**attrs.attributes, n.GEN_AI_TOKEN_TYPE: kind})
+                usage.record(instruments.token_usage, tokens, context)
         first_chunk = self.time_to_first_chunk()
         if stream and first_chunk is not None:
-            instruments.time_to_first_chunk.record(first_chunk, attrs, context)
+            attrs.record(instruments.time_to_first_chunk, first_chunk, context)
         self._flush(response.model)
         _record_figures(instruments, summary, attrs, context)
 
@@ -281,7 +279,7 @@ class CallMetrics:
 def _record_figures(
     instruments: Instruments,
     summary: LogprobSummary,
-    attrs: dict[str, AttributeValue],
+    attrs: AttributeSet,
     context: Context,
 ) -> None:
     """The per-response logprob figures."""
@@ -290,10 +288,10 @@ def _record_figures(
         # or an underflowing mean) stays on the span and is not observed here.
         perplexity = cast(float, summary.perplexity)
         if math.isfinite(perplexity):
-            instruments.perplexity.record(perplexity, attrs, context)
+            attrs.record(instruments.perplexity, perplexity, context)
         min_p = probability(cast(float, summary.min))
         if math.isfinite(min_p):
-            instruments.min_probability.record(min_p, attrs, context)
+            attrs.record(instruments.min_probability, min_p, context)
         if summary.entropy_mean is not None and math.isfinite(summary.entropy_mean):
-            instruments.entropy.record(max(0.0, summary.entropy_mean), attrs, context)
-        instruments.low_confidence.add(summary.low_confidence_count, attrs, context)
+            attrs.record(instruments.entropy, max(0.0, summary.entropy_mean), context)
+        attrs.record(instruments.low_confidence, summary.low_confidence_count, context)
