@@ -396,3 +396,16 @@ def test_nothing_is_lost_to_a_delta_collection_running_meanwhile() -> None:
         sys.setswitchinterval(interval)
     assert not collector.is_alive()
     assert counted[0] == batches * size
+
+
+def test_a_reader_added_later_gets_what_comes_after() -> None:
+    results = []
+    for record in (one_by_one, at_once):
+        side = Side()
+        record(side.histogram, VALUES, ATTRS)
+        late = InMemoryMetricReader()
+        side.provider.add_metric_reader(late)  # the SDK replaces its reader storages
+        record(side.histogram, [0.25, 0.75], ATTRS)
+        results.append((side.collect(), _points(late)))
+    assert results[0] == results[1]
+    assert "('count', 2)" in repr(results[1][1])

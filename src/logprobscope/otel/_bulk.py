@@ -24,6 +24,7 @@ rejects (negative, not finite) also go the public way, which logs and drops them
 from __future__ import annotations
 
 import math
+import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -173,18 +174,13 @@ class AttributeSet:
             consumer = real._measurement_consumer
             if type(consumer) is not sdk.consumer:
                 return None
+            matches = _matches(real, consumer._reader_storages)
+            if matches is None:
+                return None
             if self._cleaned is None:
                 # As `record` builds a Measurement: the SDK's own cleaning, once.
                 built = sdk.measurement(sample, time_ns(), real, context, dict(self.attributes))
                 self._cleaned = built.attributes or {}
-            matches: list[object] = []
-            for storage in consumer._reader_storages.values():
-                for match in storage._get_or_init_view_instrument_match(real):
-                    if type(match) is not sdk.match or not all(
-                        hasattr(match, name) for name in _MATCH_FIELDS
-                    ):
-                        return None
-                    matches.append(match)
             return real, consumer._sdk_config.exemplar_filter, matches
         except AttributeError:
             return None
@@ -217,11 +213,36 @@ class AttributeSet:
         apply(aggregation)
 
 
+# Each instrument's view matches, with the reader storages they were read from: the SDK
+# never changes an instrument's matches in a storage, and replaces the storages (never edits
+# them) when a reader is added or removed.
+_MATCHES: weakref.WeakKeyDictionary[object, tuple[object, list[object]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _matches(real: Any, storages: Any) -> list[object] | None:
+    cached = _MATCHES.get(real)
+    if cached is not None and cached[0] is storages:
+        return cached[1]
+    sdk = cast(_Internals, _SDK)
+    matches: list[object] = []
+    for storage in storages.values():
+        for match in storage._get_or_init_view_instrument_match(real):
+            if type(match) is not sdk.match or not all(
+                hasattr(match, name) for name in _MATCH_FIELDS
+            ):
+                return None
+            matches.append(match)
+    _MATCHES[real] = (storages, matches)
+    return matches
+
+
 def _public(instrument: Instrument, value: float, attributes: object, context: Context) -> None:
-    if isinstance(instrument, Histogram):
-        instrument.record(value, cast(Mapping[str, AttributeValue], attributes), context)
-    else:
+    if isinstance(instrument, Counter):
         instrument.add(value, cast(Mapping[str, AttributeValue], attributes), context)
+    else:
+        instrument.record(value, cast(Mapping[str, AttributeValue], attributes), context)
 
 
 def _measurement(value: float, now: int, real: object, context: Context, cleaned: object) -> object:

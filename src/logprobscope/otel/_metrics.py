@@ -34,6 +34,7 @@ class Instruments:
     """The histograms and counter, created once per meter provider."""
 
     __slots__ = (
+        "_sets",
         "token_usage",
         "duration",
         "time_to_first_chunk",
@@ -46,6 +47,8 @@ class Instruments:
     )
 
     def __init__(self, meter: Meter) -> None:
+        self._sets: dict[tuple[tuple[str, AttributeValue], ...], AttributeSet] = {}
+
         def histogram(
             name: str, unit: str, description: str, buckets: Sequence[float]
         ) -> Histogram:
@@ -110,9 +113,24 @@ class Instruments:
             description="Generated tokens with a probability below the low-confidence threshold.",
         )
 
+    def attribute_set(self, attributes: dict[str, AttributeValue]) -> AttributeSet:
+        """`attributes` prepared for these instruments, shared by the calls that use them."""
+        key = tuple(attributes.items())
+        try:
+            found = self._sets.get(key)
+        except TypeError:  # an unhashable value: prepared for this call only
+            return AttributeSet(attributes)
+        if found is None:
+            if len(self._sets) >= _MAX_SETS:  # a few sets in practice; never unbounded
+                self._sets.clear()
+            found = self._sets[key] = AttributeSet(attributes)
+        return found
+
 
 FLUSH_AT = 512
 """Per-token or per-chunk observations held during a stream before they are recorded."""
+
+_MAX_SETS = 256
 
 _instrument_cache: weakref.WeakKeyDictionary[MeterProvider, Instruments] = (
     weakref.WeakKeyDictionary()
@@ -176,7 +194,7 @@ class CallMetrics:
     ) -> None:
         self._owned = owned
         self._instruments = instruments
-        self._attrs = AttributeSet(attributes)
+        self._attrs = self._prepare(attributes)
         self._model_attrs: tuple[str, AttributeSet] | None = None
         self._context = context
         self.probabilities: array[float] = array("d")
@@ -207,6 +225,12 @@ class CallMetrics:
         ):
             self._flush(model)
 
+    def _prepare(self, attributes: dict[str, AttributeValue]) -> AttributeSet:
+        instruments = self._instruments
+        if instruments is None:
+            return AttributeSet(attributes)
+        return instruments.attribute_set(attributes)
+
     def _attributes(self, model: str | None) -> AttributeSet:
         if model is None:
             return self._attrs
@@ -214,7 +238,7 @@ class CallMetrics:
         if cached is None or cached[0] != model:
             cached = self._model_attrs = (
                 model,
-                AttributeSet({**self._attrs.attributes, n.GEN_AI_RESPONSE_MODEL: model}),
+                self._prepare({**self._attrs.attributes, n.GEN_AI_RESPONSE_MODEL: model}),
             )
         return cached[1]
 
@@ -260,14 +284,14 @@ class CallMetrics:
             return
         duration_attrs = attrs
         if error is not None:
-            duration_attrs = AttributeSet({**attrs.attributes, n.ERROR_TYPE: error_type(error)})
+            duration_attrs = self._prepare({**attrs.attributes, n.ERROR_TYPE: error_type(error)})
         duration_attrs.record(instruments.duration, (end_perf - self.start_perf) / 1e9, context)
         for kind, tokens in (
             (n.TOKEN_TYPE_INPUT, response.input_tokens),
             (n.TOKEN_TYPE_OUTPUT, response.output_tokens),
         ):
             if tokens is not None:
-                usage = AttributeSet({**attrs.attributes, n.GEN_AI_TOKEN_TYPE: kind})
+                usage = self._prepare({**attrs.attributes, n.GEN_AI_TOKEN_TYPE: kind})
                 usage.record(instruments.token_usage, tokens, context)
         first_chunk = self.time_to_first_chunk()
         if stream and first_chunk is not None:
