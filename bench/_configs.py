@@ -29,7 +29,7 @@ __all__ = [
 
 # Calls measured per process and size, after warm-up (tuned so that the full run of 3 rounds
 # stays within about 15 minutes on 2 cores and the median of each process is stable).
-CALLS: dict[int, int] = {1: 200, 50: 40, 200: 12, 2000: 5, 32000: 3}
+CALLS: dict[int, int] = {1: 300, 50: 60, 200: 16, 2000: 6, 32000: 3}
 SIZES = (1, 50, 200, 2000)
 AGG_SIZES = (*SIZES, 32000)  # the aggregation target compares 32,000 with 2,000 chunks
 
