@@ -92,6 +92,9 @@ _MATCH_FIELDS = (
     "_get_or_create_aggregation",
     "_reset_on_collect",
 )
+_new_measurement: Callable[..., Any] = _SDK.measurement if _SDK is not None else tuple
+_SDK_KINDS: set[type] = set()  # classes of SDK instruments met so far
+_EXPLICIT_KINDS: set[type] = set()  # explicit-bucket aggregation classes checked so far
 _EXPLICIT_FIELDS = ("_lock", "_value", "_sum", "_min", "_max", "_boundaries", "_record_min_max")
 
 Instrument = Histogram | Counter
@@ -163,11 +166,14 @@ class AttributeSet:
         sdk = _SDK
         if sdk is None:
             return None
-        real: object = instrument
+        real: Any = instrument  # the SDK's private objects: checked by type before use
         if type(real) in sdk.proxies:
             real = getattr(real, "_real_instrument", None)
-        if not isinstance(real, sdk.instruments):
-            return None
+        kind = type(real)
+        if kind not in _SDK_KINDS:
+            if not isinstance(real, sdk.instruments):  # an ABC check: done once per class
+                return None
+            _SDK_KINDS.add(kind)
         try:
             if not real._is_enabled():
                 return None
@@ -185,14 +191,15 @@ class AttributeSet:
         except AttributeError:
             return None
 
-    def _into(self, match: object, apply: Callable[[Any], None]) -> None:
+    def _into(self, match: Any, apply: Callable[[Any], None]) -> None:
         """`apply` to `match`'s aggregation of these attributes, found (or made) as its
         `consume_measurement` finds it."""
-        m = cast("_Match", match)
+        m: _Match = match
         view = m._view
         found = self._keys.get(view)
         if found is None:
-            attributes = dict(cast(Mapping[str, AttributeValue], self._cleaned))
+            cleaned: Mapping[str, AttributeValue] = self._cleaned or {}
+            attributes = dict(cleaned)
             keys = view._attribute_keys
             if keys is not None:
                 attributes = {k: v for k, v in attributes.items() if k in keys}
@@ -247,9 +254,20 @@ def _public(instrument: Instrument, value: float, attributes: object, context: C
 
 def _measurement(value: float, now: int, real: object, context: Context, cleaned: object) -> object:
     # Built as the SDK builds it, with the attributes it would have cleaned to these.
-    measurement = cast(_Internals, _SDK).measurement(value, now, real, context, None)
+    measurement = _new_measurement(value, now, real, context, None)
     object.__setattr__(measurement, "attributes", cleaned)
     return measurement
+
+
+def _explicit(aggregation: object) -> bool:
+    """Whether `aggregation` is the SDK's explicit-bucket histogram with the fields read here;
+    its class is remembered (an SDK version has one layout per class)."""
+    if type(aggregation) is not cast(_Internals, _SDK).explicit or not all(
+        hasattr(aggregation, name) for name in _EXPLICIT_FIELDS
+    ):
+        return False
+    _EXPLICIT_KINDS.add(type(aggregation))
+    return True
 
 
 def _add_all(
@@ -261,10 +279,8 @@ def _add_all(
 ) -> None:
     """`aggregation.aggregate` for each value with no exemplar, in fewer steps if it is an
     explicit-bucket histogram's."""
-    sdk = cast(_Internals, _SDK)
-    if type(aggregation) is not sdk.explicit or not all(
-        hasattr(aggregation, name) for name in _EXPLICIT_FIELDS
-    ):
+    kind = type(aggregation)
+    if kind not in _EXPLICIT_KINDS and not _explicit(aggregation):
         # Another aggregation (a view's exponential histogram, a drop): its own step each.
         aggregate = cast(Any, aggregation).aggregate
         for value in values:

@@ -27,7 +27,8 @@ from opentelemetry.util.types import AttributeValue
 __all__ = ["AddEvent", "event_adder"]
 
 AddEvent = Callable[[str, dict[str, AttributeValue], int], object]
-"""`Span.add_event`: name, attributes, timestamp (ns since epoch)."""
+"""`Span.add_event`: name, attributes, timestamp (ns since epoch). The dict is handed over:
+the caller does not change it afterwards."""
 
 # What the SDK's cleaning returns unchanged (it turns lists into tuples; builders make tuples).
 _CLEAN = frozenset({str, bool, int, float, tuple})
@@ -61,14 +62,16 @@ def event_adder(span: Span) -> AddEvent:
     max_attributes = getattr(limits, "max_event_attributes", 0)
     if max_attributes is not None and not isinstance(max_attributes, int):
         return public
-    clean = _CLEAN
+    clean = _CLEAN.__contains__
 
     def add(name: str, attributes: dict[str, AttributeValue], timestamp: int) -> object:
         if (max_attributes is not None and len(attributes) > max_attributes) or not all(
-            type(value) in clean for value in attributes.values()
+            map(clean, map(type, attributes.values()))
         ):
             return public(name, attributes, timestamp)
-        frozen: Mapping[str, AttributeValue] = MappingProxyType(dict(attributes))
+        # The caller hands the dict over (the writers build one per event): a read-only
+        # view of it, as the SDK's are read-only.
+        frozen: Mapping[str, AttributeValue] = MappingProxyType(attributes)
         return append(sdk_event(name, frozen, timestamp))
 
     return add
