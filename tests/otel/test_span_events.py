@@ -8,17 +8,18 @@ and compares the events as the in-memory exporter holds them and as OTLP encodes
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import INVALID_SPAN
 
 from logprobscope.otel import LogprobTelemetry, ResponseFacts
 from logprobscope.otel import _call as call_module
-from logprobscope.otel._span_events import event_adder
+from logprobscope.otel._span_events import SpanEvents, event_adder
 from tests.support.otel import InMemoryOtel
 
 T0 = 1_700_000_000_000_000_000
@@ -69,7 +70,9 @@ def _both(
     direct = otel.new(span_limits=limits)
     _run(direct.telemetry_with(**options), tokens)
     with monkeypatch.context() as patch:
-        patch.setattr(call_module, "event_adder", lambda span: span.add_event)
+        patch.setattr(
+            call_module, "event_adder", lambda span: SpanEvents(span.add_event, lambda: None)
+        )
         public = otel.new(span_limits=limits)
         _run(public.telemetry_with(**options), tokens)
     return direct.span(), public.span()
@@ -130,15 +133,16 @@ def test_the_direct_way_skips_the_sdk_cleaning(
         built.append(1)
         original(self, *args, **kwargs)
 
-    span = otel.tracer_provider.get_tracer("t").start_span("s")
-    add = event_adder(span)
-    assert add != span.add_event
+    span = cast(SdkSpan, otel.tracer_provider.get_tracer("t").start_span("s"))
+    adder = event_adder(span)
+    assert adder.add != span.add_event
     monkeypatch.setattr(BoundedAttributes, "__init__", counting)
-    add("e", {"a": 1, "b": (1.0, math.nan), "c": "x", "d": True, "f": ("x", "y")}, T0)
-    assert built == []
-    # A value of another type (a list) goes the public way, which makes it a tuple.
-    add("e", {"a": [1, 2]}, T0 + 1)
-    assert built == [1]
+    adder.add("e", {"a": 1, "b": (1.0, math.nan), "c": "x", "d": True, "f": ("x", "y")}, T0)
+    assert built == [] and span.events == ()  # held until the step ends
+    # A value of another type (a list) goes the public way, after what is held.
+    adder.add("e", {"a": [1, 2]}, T0 + 1)
+    assert built == [1] and len(span.events) == 2
+    adder.flush()
     span.end()
     events = otel.span().events
     first, second = (dict(e.attributes or {}) for e in events)
@@ -146,13 +150,14 @@ def test_the_direct_way_skips_the_sdk_cleaning(
     assert second == {"a": (1, 2)}
     assert events[0].attributes is not None
     with pytest.raises(TypeError):  # read-only, as the SDK's are
-        events[0].attributes["a"] = 2  # type: ignore[index]
+        events[0].attributes["a"] = 2
 
 
 def test_after_the_end_and_on_other_spans(otel: InMemoryOtel) -> None:
     span = otel.tracer_provider.get_tracer("t").start_span("s")
-    add = event_adder(span)
+    adder = event_adder(span)
     span.end()
-    add("late", {"a": 1}, T0)  # ignored, as add_event ignores it (with the SDK's warning)
+    adder.add("late", {"a": 1}, T0)  # ignored, as add_event ignores it (with a warning)
+    adder.flush()
     assert otel.span().events == ()
-    assert event_adder(INVALID_SPAN) == INVALID_SPAN.add_event
+    assert event_adder(INVALID_SPAN).add == INVALID_SPAN.add_event

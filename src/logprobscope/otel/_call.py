@@ -184,8 +184,10 @@ class CallTelemetry:
             owned=self._owned,
         )
         if span.is_recording():  # a span sampled out gets no events at all
+            adder = event_adder(span)
             self._events = EventWriter(
-                event_adder(span),
+                adder.add,
+                flush=adder.flush,
                 mode=telemetry.events,
                 limit=event_limit(span, telemetry._tracer_provider),
                 capture=capture,

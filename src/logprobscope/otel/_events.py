@@ -40,6 +40,7 @@ after the tokens (`extra`) only take the room the tokens left.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 from opentelemetry.trace import Span, TracerProvider
@@ -113,6 +114,8 @@ class EventWriter:
 
     Args:
         add_event: called for each event with its name, attributes and timestamp.
+        flush: called after each step (`add`, `close`, `extra`) that may have added events:
+            an `add_event` that holds events back gives them to the span then.
         mode: the configured `EventsMode`.
         limit: the span's `max_events`; None for unlimited.
         capture: token texts, bytes and the alternatives' texts in the events.
@@ -132,6 +135,7 @@ class EventWriter:
 
     __slots__ = (
         "_add_event",
+        "_flush",
         "_capture",
         "_threshold",
         "_limit",
@@ -156,8 +160,10 @@ class EventWriter:
         limit: int | None,
         capture: bool,
         threshold: float,
+        flush: Callable[[], object] | None = None,
     ) -> None:
         self._add_event = add_event
+        self._flush = flush
         self._capture = capture
         self._threshold = threshold
         self._limit = limit
@@ -216,28 +222,34 @@ class EventWriter:
         index = self._next.get(key, 0)
         self._next[key] = index + stop - start
         mode = self.mode
-        if mode == n.MODE_TOKENS:
-            left = self._tokens_left
-            if left < 0 or stop - start <= left:
-                self._token_events(buf, start, stop, index, time_ns, key)
-                if left > 0:
-                    self._tokens_left = left - (stop - start)
-            else:
-                if left:
-                    self._token_events(buf, start, start + left, index, time_ns, key)
-                    self._tokens_left = 0
-                self._hold(buf, start + left, stop, index + left, time_ns, key)
-        elif mode == n.MODE_BATCHED:
-            self._hold(buf, start, stop, index, time_ns, key)
-        elif mode == n.MODE_LOW_CONFIDENCE:
-            self._low_confidence_events(buf, start, stop, index, time_ns, key)
+        try:
+            if mode == n.MODE_TOKENS:
+                left = self._tokens_left
+                if left < 0 or stop - start <= left:
+                    self._token_events(buf, start, stop, index, time_ns, key)
+                    if left > 0:
+                        self._tokens_left = left - (stop - start)
+                else:
+                    if left:
+                        self._token_events(buf, start, start + left, index, time_ns, key)
+                        self._tokens_left = 0
+                    self._hold(buf, start + left, stop, index + left, time_ns, key)
+            elif mode == n.MODE_BATCHED:
+                self._hold(buf, start, stop, index, time_ns, key)
+            elif mode == n.MODE_LOW_CONFIDENCE:
+                self._low_confidence_events(buf, start, stop, index, time_ns, key)
+        finally:
+            self._written()
 
     def close(self) -> None:
         """Write the tokens held back: as token events if they fit, else as batches with
         the least likely of them once more as token events, all in the order they came."""
-        if self._held:
-            self._lay_out()
-        self._held = {}
+        try:
+            if self._held:
+                self._lay_out()
+            self._held = {}
+        finally:
+            self._written()
 
     def extra(self, name: str, attributes: dict[str, AttributeValue], time_ns: int) -> bool:
         """Write another event after `close` if the span has room; whether it was written.
@@ -246,9 +258,18 @@ class EventWriter:
         """
         if self._limit is not None and self.events_used >= self._limit:
             return False
-        self._add_event(name, attributes, max(time_ns, self._last_ts))
+        try:
+            self._add_event(name, attributes, max(time_ns, self._last_ts))
+        finally:
+            self._written()
         self.events_used += 1
         return True
+
+    def _written(self) -> None:
+        # The events of one step reach the span together (see `_span_events`).
+        flush = self._flush
+        if flush is not None:
+            flush()
 
     # -- one event per token --------------------------------------------------------------
 
