@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from time import time_ns
 from typing import Any, Protocol, cast
@@ -49,6 +49,7 @@ class _Internals(Protocol):
     match: type[Any]
     explicit: type[Any]
     quiet_filters: tuple[type[Any], ...]
+    value_free_filters: tuple[type[Any], ...]
     measurement: Callable[..., Any]
     hash_attributes: Callable[[object], object]
 
@@ -57,7 +58,11 @@ def _load() -> _Internals | None:
     # Private SDK names: any of them missing (another SDK version) means the public calls.
     try:
         from opentelemetry.metrics._internal.instrument import _ProxyCounter, _ProxyHistogram
-        from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, TraceBasedExemplarFilter
+        from opentelemetry.sdk.metrics import (
+            AlwaysOffExemplarFilter,
+            AlwaysOnExemplarFilter,
+            TraceBasedExemplarFilter,
+        )
         from opentelemetry.sdk.metrics._internal import _view_instrument_match as vim
         from opentelemetry.sdk.metrics._internal.aggregation import (
             _ExplicitBucketHistogramAggregation,
@@ -76,6 +81,8 @@ def _load() -> _Internals | None:
             match = vim._ViewInstrumentMatch
             explicit = _ExplicitBucketHistogramAggregation
             quiet_filters = (TraceBasedExemplarFilter, AlwaysOffExemplarFilter)
+            # Whose answer depends on the context only (the SDK's own, by their definition).
+            value_free_filters = (*quiet_filters, AlwaysOnExemplarFilter)
             measurement = Measurement
             hash_attributes = staticmethod(vim._hash_attributes)
 
@@ -92,6 +99,7 @@ _MATCH_FIELDS = (
     "_get_or_create_aggregation",
     "_reset_on_collect",
 )
+_VALUE_FREE_FILTERS = frozenset(_SDK.value_free_filters if _SDK is not None else ())
 _new_measurement: Callable[..., Any] = _SDK.measurement if _SDK is not None else tuple
 _SDK_KINDS: set[type] = set()  # classes of SDK instruments met so far
 _EXPLICIT_KINDS: set[type] = set()  # explicit-bucket aggregation classes checked so far
@@ -118,17 +126,33 @@ class AttributeSet:
 
     def record(self, instrument: Instrument, value: float, context: Context) -> None:
         """Record `value` in `instrument` with these attributes, in `context`."""
-        target = self._target(instrument, value, context) if 0.0 <= value < _INF else None
-        if target is None:
-            _public(instrument, value, self.attributes, context)
-            return
-        real, exemplar_filter, matches = target
+        self.record_all(((instrument, value),), context)
+
+    def record_all(
+        self, observations: Iterable[tuple[Instrument, float]], context: Context
+    ) -> None:
+        """`record` each (instrument, value), in order, at one time. The exemplar filter is
+        asked once if its answer cannot depend on the value (the SDK's trace-based,
+        always-on and always-off filters), else once per value."""
         now = time_ns()
-        cleaned = self._cleaned
-        sample = bool(exemplar_filter.should_sample(value, now, cleaned, context))
-        measurement = _measurement(value, now, real, context, cleaned)
-        for match in matches:
-            self._into(match, lambda a: a.aggregate(measurement, sample))
+        decided: bool | None = None
+        for instrument, value in observations:
+            target = self._target(instrument, value, context) if 0.0 <= value < _INF else None
+            if target is None:
+                _public(instrument, value, self.attributes, context)
+                continue
+            real, exemplar_filter, matches = target
+            cleaned = self._cleaned
+            if decided is not None and type(exemplar_filter) in _VALUE_FREE_FILTERS:
+                sample = decided
+            else:
+                sample = bool(exemplar_filter.should_sample(value, now, cleaned, context))
+                if type(exemplar_filter) in _VALUE_FREE_FILTERS:
+                    decided = sample
+            measurement = _measurement(value, now, real, context, cleaned)
+            aggregate = _Aggregate(measurement, sample)
+            for match in matches:
+                self._into(match, aggregate)
 
     def record_many(self, histogram: Histogram, values: Sequence[float], context: Context) -> None:
         """Record every value of `values` in `histogram`, in order, in `context`."""
@@ -218,6 +242,19 @@ class AttributeSet:
             with m._lock:
                 aggregation = m._get_or_create_aggregation(key, attributes)
         apply(aggregation)
+
+
+class _Aggregate:
+    """`aggregation.aggregate(measurement, sample)` for `_into`."""
+
+    __slots__ = ("measurement", "sample")
+
+    def __init__(self, measurement: object, sample: bool) -> None:
+        self.measurement = measurement
+        self.sample = sample
+
+    def __call__(self, aggregation: Any) -> None:
+        aggregation.aggregate(self.measurement, self.sample)
 
 
 # Each instrument's view matches, with the reader storages they were read from: the SDK

@@ -283,9 +283,13 @@ class CallMetrics:
             _record_figures(instruments, summary, attrs, context)
             return
         duration_attrs = attrs
-        if error is not None:
+        per_call: list[tuple[Histogram | Counter, float]] = []
+        duration = (end_perf - self.start_perf) / 1e9
+        if error is None:
+            per_call.append((instruments.duration, duration))
+        else:
             duration_attrs = self._prepare({**attrs.attributes, n.ERROR_TYPE: error_type(error)})
-        duration_attrs.record(instruments.duration, (end_perf - self.start_perf) / 1e9, context)
+            duration_attrs.record(instruments.duration, duration, context)
         for kind, tokens in (
             (n.TOKEN_TYPE_INPUT, response.input_tokens),
             (n.TOKEN_TYPE_OUTPUT, response.output_tokens),
@@ -295,9 +299,9 @@ class CallMetrics:
                 usage.record(instruments.token_usage, tokens, context)
         first_chunk = self.time_to_first_chunk()
         if stream and first_chunk is not None:
-            attrs.record(instruments.time_to_first_chunk, first_chunk, context)
+            per_call.append((instruments.time_to_first_chunk, first_chunk))
         self._flush(response.model)
-        _record_figures(instruments, summary, attrs, context)
+        _record_figures(instruments, summary, attrs, context, per_call)
 
 
 def _record_figures(
@@ -305,17 +309,20 @@ def _record_figures(
     summary: LogprobSummary,
     attrs: AttributeSet,
     context: Context,
+    observations: list[tuple[Histogram | Counter, float]] | None = None,
 ) -> None:
-    """The per-response logprob figures."""
+    """The per-response logprob figures (after `observations` with the same attributes)."""
+    out = [] if observations is None else observations
     if summary.sum is not None:
         # Histograms take finite values only: an infinite perplexity (a -inf logprob
         # or an underflowing mean) stays on the span and is not observed here.
         perplexity = cast(float, summary.perplexity)
         if math.isfinite(perplexity):
-            attrs.record(instruments.perplexity, perplexity, context)
+            out.append((instruments.perplexity, perplexity))
         min_p = probability(cast(float, summary.min))
         if math.isfinite(min_p):
-            attrs.record(instruments.min_probability, min_p, context)
+            out.append((instruments.min_probability, min_p))
         if summary.entropy_mean is not None and math.isfinite(summary.entropy_mean):
-            attrs.record(instruments.entropy, max(0.0, summary.entropy_mean), context)
-        attrs.record(instruments.low_confidence, summary.low_confidence_count, context)
+            out.append((instruments.entropy, max(0.0, summary.entropy_mean)))
+        out.append((instruments.low_confidence, summary.low_confidence_count))
+    attrs.record_all(out, context)
