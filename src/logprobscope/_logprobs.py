@@ -149,26 +149,35 @@ class TokenBuffer:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def append_json(self, entries: object) -> int:
+    def append_json(self, entries: object, *, top_bytes: bool = True) -> int:
         """Append OpenAI-format entries (decoded JSON); return how many were appended.
 
         An entry's alternatives may also be pydantic models with the same fields (the
         openai SDK's `TopLogprob`), read through `model_fields`. Malformed entries are kept
         as far as they make sense: a missing token is "", a logprob that is not a number is
-        NaN, malformed bytes are None.
+        NaN, malformed bytes are None. `top_bytes=False` keeps no bytes of the alternatives
+        (None), for buffers read only by the telemetry, which exports none of them.
         """
         if not isinstance(entries, list):
             return 0
+        # The hot path (every token of every decoded answer): bound methods in locals.
         tokens = self.tokens
         top_tokens = self.top_tokens
+        add_token = tokens.append
+        add_logprob = self.logprobs.append
+        add_bytes = self.bytes.append
+        add_top_token = top_tokens.append
+        add_top_logprob = self.top_logprobs.append
+        add_top_bytes = self.top_bytes.append
+        add_offset = self.top_offsets.append
         for entry in entries:
             if not isinstance(entry, dict):
                 continue
             token = _as_str(entry.get("token"))
-            tokens.append(token)
-            self.logprobs.append(_as_float(entry.get("logprob")))
+            add_token(token)
+            add_logprob(_as_float(entry.get("logprob")))
             raw = entry.get("bytes")
-            self.bytes.append(None if raw is None else _pack_bytes(token, raw))
+            add_bytes(None if raw is None else _pack_bytes(token, raw))
             tops = entry.get("top_logprobs")
             if isinstance(tops, list):
                 for top in tops:
@@ -177,11 +186,11 @@ class TokenBuffer:
                         if top is None:
                             continue
                     top_token = _as_str(top.get("token"))
-                    top_tokens.append(top_token)
-                    self.top_logprobs.append(_as_float(top.get("logprob")))
-                    raw = top.get("bytes")
-                    self.top_bytes.append(None if raw is None else _pack_bytes(top_token, raw))
-            self.top_offsets.append(len(top_tokens))
+                    add_top_token(top_token)
+                    add_top_logprob(_as_float(top.get("logprob")))
+                    raw = top.get("bytes") if top_bytes else None
+                    add_top_bytes(None if raw is None else _pack_bytes(top_token, raw))
+            add_offset(len(top_tokens))
         return len(entries)
 
     def append_models(self, items: Iterable[TokenLogprob]) -> None:

@@ -125,39 +125,33 @@ def _append_one(buf: TokenBuffer, item: object) -> None:
     raw = _get(item, "bytes")
     # Every column is read before any is appended: a failure leaves the buffer aligned.
     entry = (token, _as_float(_get(item, "logprob")), None if raw is None else _list(raw))
-    tops: list[tuple[str, float, object]] = []
+    tops: list[tuple[str, float]] = []
     alternatives = _get(item, "top_logprobs")
     if isinstance(alternatives, Iterable) and not isinstance(alternatives, (str, Mapping)):
         for top in alternatives:
             if isinstance(top, Mapping) or hasattr(top, "logprob"):
-                top_raw = _get(top, "bytes")
-                tops.append(
-                    (
-                        _as_str(_get(top, "token")),
-                        _as_float(_get(top, "logprob")),
-                        None if top_raw is None else _list(top_raw),
-                    )
-                )
+                tops.append((_as_str(_get(top, "token")), _as_float(_get(top, "logprob"))))
     buf.tokens.append(token)
     buf.logprobs.append(entry[1])
     buf.bytes.append(None if entry[2] is None else _pack_bytes(token, entry[2]))
-    for top_token, top_logprob, top_bytes in tops:
+    for top_token, top_logprob in tops:
         buf.top_tokens.append(top_token)
         buf.top_logprobs.append(top_logprob)
-        buf.top_bytes.append(None if top_bytes is None else _pack_bytes(top_token, top_bytes))
+        buf.top_bytes.append(None)  # the alternatives' bytes are exported nowhere
     buf.top_offsets.append(len(buf.top_tokens))
 
 
 def append_tokens(buf: TokenBuffer, tokens: object) -> None:
     """Append token-like objects or JSON entries to `buf`, tolerating malformed ones."""
     if type(tokens) is list:
+        # The alternatives' bytes are exported nowhere: not kept (see `TokenBuffer`).
         if all(type(entry) is dict for entry in tokens):
-            buf.append_json(tokens)  # decoded JSON, the common case: the buffer's own reader
+            buf.append_json(tokens, top_bytes=False)  # decoded JSON: the buffer's own reader
             return
         # The openai SDK's token objects are pydantic models: their fields are decoded JSON.
         fields = [model_fields(entry) for entry in tokens]
         if None not in fields:
-            buf.append_json(fields)
+            buf.append_json(fields, top_bytes=False)
             return
     if not isinstance(tokens, Iterable) or isinstance(tokens, (str, bytes, Mapping)):
         return
@@ -170,7 +164,10 @@ def append_tokens(buf: TokenBuffer, tokens: object) -> None:
 
 
 class TokenColumns:
-    """One call's columns for tokens that do not come in columns (everything but ours)."""
+    """One call's columns for tokens that do not come in columns (everything but ours).
+
+    They are read by the telemetry only, which exports no alternative's bytes: those are
+    not kept (None), which saves packing three or more byte strings per token."""
 
     __slots__ = ("_own",)
 
