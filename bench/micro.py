@@ -1,6 +1,7 @@
 """Micro-benchmark of the decode path alone (no network): SSE bytes to chunks, and handlers.
 
     .venv/bin/python bench/micro.py                # µs per chunk of each stage, best of 7
+    .venv/bin/python bench/micro.py --otel         # also with the OTel handler, by events mode
     .venv/bin/python bench/micro.py --aggregation  # `agg + chunk` at 2,000 and 32,000 chunks,
                                                    # content and tool-call argument deltas
 
@@ -10,7 +11,9 @@ The last two lines are field confidence over a structured-output answer of n and
 Feeds a pre-serialised stream (`bench/server.py`'s events, one SSE event per read, as the
 HTTP client hands them over) through the same objects `ChatStream` uses. It isolates the
 part of a call's CPU that logprobscope owns from the SDK's transport (httpx2/httpcore2/h11),
-which `run.py` measures together.
+which `run.py` measures together. `--otel` adds the `OpenTelemetryCallbackHandler` with
+the bench's providers (`_telemetry.providers()`) and content capture on, as `run.py` runs it,
+the batch processors flushed after each stream (their export counted).
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ import argparse
 import gc
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import server  # noqa: E402
+
+if TYPE_CHECKING:
+    from logprobscope import TokenLogprobList
+    from logprobscope._callbacks import Handler, RunCallbacks
+    from logprobscope._messages import AIMessageChunk
 
 
 def frames(n: int) -> list[bytes]:
@@ -80,14 +89,17 @@ def aggregation(sizes: tuple[int, ...] = (2000, 32000)) -> int:
             acc = StreamAccumulator()
             chunks = [c for c in (acc.feed(b) for b in bodies) if c is not None]
 
-            def agg_only(chunks: list[object] = chunks) -> None:
+            def agg_only(chunks: list[AIMessageChunk] = chunks) -> None:
                 agg = chunks[0]
                 for chunk in chunks[1:]:
-                    agg = agg + chunk  # type: ignore[operator]
-                _ = agg.tool_calls  # type: ignore[attr-defined]  # the one join, at the end
+                    agg = agg + chunk
+                _ = agg.tool_calls  # the one join, at the end
+
+            def decode_all(reads: list[bytes] = reads) -> None:
+                decode_stream(reads)
 
             rounds = 7 if n <= 2000 else 3
-            decode = best(lambda reads=reads: decode_stream(reads), len(bodies), rounds)
+            decode = best(decode_all, len(bodies), rounds)
             per[(label, n)] = best(agg_only, len(chunks), rounds)
             print(f"| {label} | {n:,} | {decode:.2f} | {per[(label, n)]:.2f} |")
     for label in streams:
@@ -96,30 +108,36 @@ def aggregation(sizes: tuple[int, ...] = (2000, 32000)) -> int:
     return 0
 
 
-def decode_stream(reads: list[bytes], handlers: list[object] | None = None) -> object:
-    """What `ChatStream.__next__` does per read, minus the HTTP client."""
+def run_callbacks(handlers: Sequence[Handler] | None, *, stream: bool) -> RunCallbacks | None:
+    """The handlers of one run of the bench's request (logprobs, top 3), started."""
+    if not handlers:
+        return None
+    from uuid import uuid4
+
+    from logprobscope._callbacks import Run, RunCallbacks
+
+    run = Run.model_construct(
+        run_id=uuid4(),
+        model="bench",
+        stream=stream,
+        invocation_params={"model": "bench", "logprobs": True, "top_logprobs": 3},
+        tags=(),
+        metadata={},
+        provider="openai",
+        server_address="127.0.0.1",
+        server_port=1,
+    )
+    callbacks = RunCallbacks(run, handlers)
+    callbacks.start_sync([])
+    return callbacks
+
+
+def decode_stream(reads: list[bytes], handlers: Sequence[Handler] | None = None) -> object:
+    """What `ChatStream.__next__` does per read, minus the HTTP client (and its handlers')."""
     from logprobscope._stream import _StreamCore
 
-    core = _StreamCore(None, [])
-    callbacks = None
-    if handlers:
-        from uuid import uuid4
-
-        from logprobscope._callbacks import Run, RunCallbacks
-
-        run = Run.model_construct(
-            run_id=uuid4(),
-            model="bench",
-            stream=True,
-            invocation_params={"model": "bench"},
-            tags=(),
-            metadata={},
-            provider="openai",
-            server_address="127.0.0.1",
-            server_port=1,
-        )
-        callbacks = RunCallbacks(run, handlers)  # type: ignore[arg-type]
-        callbacks.start_sync([])
+    core = _StreamCore(None, [], None)  # no callbacks: they are driven here, as ChatStream does
+    callbacks = run_callbacks(handlers, stream=True)
     parser = core._parser
     decode = core._decode
     last = None
@@ -137,7 +155,20 @@ def decode_stream(reads: list[bytes], handlers: list[object] | None = None) -> o
     return last
 
 
-def json_answer(n: int) -> object:
+def decode_completion(body: bytes, handlers: Sequence[Handler] | None = None) -> object:
+    """What a non-streamed call does with the response's body, minus the HTTP client."""
+    from logprobscope._wire import loads, message_from_completion
+
+    callbacks = run_callbacks(handlers, stream=False)
+    decoded = loads(body)
+    assert isinstance(decoded, dict)
+    message = message_from_completion(decoded)
+    if callbacks:
+        callbacks.end_sync(message)
+    return message
+
+
+def json_answer(n: int) -> TokenLogprobList:
     """A structured-output answer of exactly n tokens, as a message holds it.
 
     A JSON array of records (enum label, number, boolean, a string with non-ASCII text), cut
@@ -148,11 +179,11 @@ def json_answer(n: int) -> object:
 
     from logprobscope import TokenLogprobList
 
-    records = []
+    records: list[dict[str, object]] = []
     size = 0
     while size < 4 * n:
         i = len(records)
-        record = {
+        record: dict[str, object] = {
             "id": i,
             "label": "positive" if i % 3 else "negative",
             "score": round(0.5 + (i % 50) / 100, 2),
@@ -163,7 +194,7 @@ def json_answer(n: int) -> object:
         size += len(json.dumps(record, ensure_ascii=False).encode()) + 2
     data = json.dumps({"items": records}, ensure_ascii=False).encode()
     bounds = [len(data) * k // n for k in range(n + 1)]
-    entries = []
+    entries: list[dict[str, object]] = []
     for k in range(n):
         piece = data[bounds[k] : bounds[k + 1]]
         text = piece.decode(errors="replace")
@@ -226,9 +257,8 @@ def main() -> int:
             p.feed(r)
 
     def json_only() -> None:
-        from logprobscope import _stream
+        from logprobscope._wire import loads  # what `_StreamCore._decode` parses with
 
-        loads = getattr(_stream, "_loads", json.loads)
         for p in payloads:
             loads(p)
 
@@ -237,7 +267,7 @@ def main() -> int:
         for b in bodies:
             acc.feed(b)
 
-    chunks: list[object] = []
+    chunks: list[AIMessageChunk] = []
 
     def collect() -> None:
         chunks.clear()
@@ -252,7 +282,7 @@ def main() -> int:
     def aggregate_only() -> None:
         agg = chunks[0]
         for chunk in chunks[1:]:
-            agg = agg + chunk  # type: ignore[operator]
+            agg = agg + chunk
 
     rows: list[tuple[str, Callable[[], object]]] = [
         ("SSE parser", sse_only),
@@ -262,33 +292,32 @@ def main() -> int:
         ("aggregation alone (agg = agg + chunk)", aggregate_only),
     ]
     if args.otel:
-        from opentelemetry.sdk.metrics import MeterProvider
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+        from _telemetry import Providers, providers
 
-        from logprobscope.otel import OpenTelemetryCallbackHandler
+        from logprobscope.otel import EventsMode, OpenTelemetryCallbackHandler
 
-        for label, events, sampled in (
+        modes: tuple[tuple[str, EventsMode, bool], ...] = (
             ("tokens", "tokens", True),
             ("batched", "batched", True),
             ("tokens, sampled out", "tokens", False),
-        ):
-            tp = TracerProvider() if sampled else TracerProvider(sampler=ALWAYS_OFF)
-            exporter = InMemorySpanExporter()
-            tp.add_span_processor(SimpleSpanProcessor(exporter))
-            mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        )
+        for label, events, sampled in modes:
+            # The bench's providers (batch processors, discarding exporters), content capture
+            # on as in run.py; each run's spans are exported at its end and that is counted.
+            telemetry = providers(sampled=sampled)
+            telemetry.seen.stop_keeping()
             handler = OpenTelemetryCallbackHandler(
-                tracer_provider=tp,
-                meter_provider=mp,
-                events=events,  # type: ignore[arg-type]
+                tracer_provider=telemetry.tracer_provider,
+                meter_provider=telemetry.meter_provider,
+                capture_content=True,
+                events=events,
             )
 
-            def with_handler(h: object = handler, e: InMemorySpanExporter = exporter) -> None:
+            def with_handler(
+                h: OpenTelemetryCallbackHandler = handler, t: Providers = telemetry
+            ) -> None:
                 decode_stream(reads, [h])
-                e.clear()
+                t.flush()
 
             rows.append((f"whole decode path + OTel handler ({label})", with_handler))
     for label, fn in rows:
@@ -298,8 +327,8 @@ def main() -> int:
     for size in (n, 10 * n):  # the same cost per token at both sizes: linear time
         answer = json_answer(size)
 
-        def fields(tokens: object = answer) -> None:
-            field_confidence(tokens, schema=FIELDS_SCHEMA)  # type: ignore[arg-type]
+        def fields(tokens: TokenLogprobList = answer) -> None:
+            field_confidence(tokens, schema=FIELDS_SCHEMA)
 
         print(f"{best(fields, size):8.2f} µs/token  field confidence, {size:,}-token JSON answer")
     return 0

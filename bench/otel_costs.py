@@ -4,7 +4,9 @@
 
 Each line is the best of several runs of a loop, in µs per call, on the same machine and
 in the same process, so the pieces can be compared with each other and with the decode path
-(`bench/micro.py`).
+(`bench/micro.py`). The single SDK calls are `bench/floor.py`'s (which measures them
+interleaved, best and median, and the floor they add up to); the handler runs with the
+bench's providers (`_telemetry.providers()`) and content capture on, as `run.py` runs it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def best_delta(ref: Callable[[], object], fn: Callable[[], object], n: int) -> f
     """Best of `fn` minus best of `ref`, the two run alternately (load hits both alike)."""
     ref()
     fn()
-    a, b = [], []
+    a: list[float] = []
+    b: list[float] = []
     for _ in range(9):
         for out, f in ((a, ref), (b, fn)):
             gc.collect()
@@ -47,73 +50,31 @@ def best_delta(ref: Callable[[], object], fn: Callable[[], object], n: int) -> f
 
 
 def main() -> int:
-    import run
-    from opentelemetry.context import Context
-    from opentelemetry.metrics import NoOpMeterProvider
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from _telemetry import providers
+    from floor import operations
+    from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 
-    from logprobscope.otel import OpenTelemetryCallbackHandler
+    from logprobscope.otel import EventsMode, OpenTelemetryCallbackHandler
 
     n = 2000
     reads = micro.frames(n)
     rows: list[tuple[str, float]] = []
 
-    # -- single OTel SDK calls, with the attributes the handler uses --------------------
-    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    hist = mp.get_meter("bench").create_histogram("h", unit="1")
-    attrs = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": "openai",
-        "gen_ai.request.model": "bench-2000",
-        "server.address": "127.0.0.1",
-        "gen_ai.response.model": "gpt-4o-2024-08-06",
-    }
-    empty = Context()
-    k = 20000
-
-    def record_5_attrs() -> None:
-        for _ in range(k):
-            hist.record(0.5, attrs, empty)
-
-    def record_no_attrs() -> None:
-        for _ in range(k):
-            hist.record(0.5)
-
-    tp = TracerProvider()
-    tp.add_span_processor(BatchSpanProcessor(run._DiscardSpans()))  # type: ignore[arg-type]
-    tracer = tp.get_tracer("bench")
-
-    def add_event_3_attrs() -> None:
-        span = tracer.start_span("s")
-        for i in range(100):  # below the default limit of 128 events
-            span.add_event(
-                "logprobs.token",
-                {
-                    "logprobs.token.index": i,
-                    "logprobs.token.logprob": -0.1,
-                    "logprobs.token.top_logprobs": [-0.1, -2.0, -3.0],
-                },
-                1,
-            )
-        span.end()
+    # -- single OTel SDK calls, with the attributes the handler uses (floor.py's) --------
+    for label, (k, block) in operations().items():
+        block()
+        rows.append((label, min(block() for _ in range(9)) / 1000 / k))
+    xs = [-0.1] * 20000
 
     def exp_4() -> None:
-        for _ in range(k):
-            math.exp(-0.1)
-            math.exp(-0.1)
-            math.exp(-0.1)
-            math.exp(-0.1)
+        exp = math.exp
+        for x in xs:
+            exp(x)
+            exp(x)
+            exp(x)
+            exp(x)
 
-    rows.append(
-        ("Histogram.record, 5 attributes (as the handler records)", best(record_5_attrs, k))
-    )
-    rows.append(("Histogram.record, no attributes", best(record_no_attrs, k)))
-    rows.append(("Span.add_event, 3 attributes", best(add_event_3_attrs, 100)))
-    rows.append(("4 x math.exp (a token and its 3 alternatives)", best(exp_4, k)))
+    rows.append(("4 x math.exp (a token and its 3 alternatives)", best(exp_4, len(xs))))
 
     # -- the handler over a whole stream: per chunk (1 token each) -----------------------
     def reference() -> None:
@@ -121,40 +82,37 @@ def main() -> int:
 
     rows.append(("decode path, no handler (reference, µs per chunk)", best(reference, n)))
 
-    def handler_row(label: str, **kw: object) -> None:
-        h = OpenTelemetryCallbackHandler(**kw)  # type: ignore[arg-type]
-        rows.append(
-            (
-                f"  + handler {label}, per chunk of 1 token",
-                best_delta(reference, lambda: micro.decode_stream(reads, [h]), n),
-            )
+    def handler_row(
+        label: str, *, sampled: bool, metrics: bool = True, events: EventsMode = "tokens"
+    ) -> None:
+        # The bench's providers, content capture on, as run.py runs the handler.
+        telemetry = providers(sampled=sampled)
+        telemetry.seen.stop_keeping()
+        meter_provider: MeterProvider = telemetry.meter_provider if metrics else NoOpMeterProvider()
+        h = OpenTelemetryCallbackHandler(
+            tracer_provider=telemetry.tracer_provider,
+            meter_provider=meter_provider,
+            capture_content=True,
+            events=events,
         )
 
-    def tp_of(sampled: bool) -> TracerProvider:
-        p = TracerProvider() if sampled else TracerProvider(sampler=ALWAYS_OFF)
-        p.add_span_processor(BatchSpanProcessor(run._DiscardSpans()))  # type: ignore[arg-type]
-        return p
+        def handled() -> None:
+            micro.decode_stream(reads, [h])
+            telemetry.flush()  # the span's export, charged to the call as run.py does
 
-    sdk_mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    handler_row("tokens, sampled", tracer_provider=tp_of(True), meter_provider=sdk_mp)
-    handler_row(
-        "batched, sampled", tracer_provider=tp_of(True), meter_provider=sdk_mp, events="batched"
-    )
-    handler_row("tokens, sampled out", tracer_provider=tp_of(False), meter_provider=sdk_mp)
-    handler_row(
-        "tokens, sampled, no-op meter provider",
-        tracer_provider=tp_of(True),
-        meter_provider=NoOpMeterProvider(),
-    )
-    handler_row(
-        "tokens, sampled out, no-op meter provider",
-        tracer_provider=tp_of(False),
-        meter_provider=NoOpMeterProvider(),
-    )
+        rows.append(
+            (f"  + handler {label}, per chunk of 1 token", best_delta(reference, handled, n))
+        )
+
+    handler_row("tokens, sampled", sampled=True)
+    handler_row("batched, sampled", sampled=True, events="batched")
+    handler_row("tokens, sampled out", sampled=False)
+    handler_row("tokens, sampled, no-op meter provider", sampled=True, metrics=False)
+    handler_row("tokens, sampled out, no-op meter provider", sampled=False, metrics=False)
     handler_row(
         "events=none, sampled out, no-op meter provider",
-        tracer_provider=tp_of(False),
-        meter_provider=NoOpMeterProvider(),
+        sampled=False,
+        metrics=False,
         events="none",
     )
 
