@@ -89,11 +89,16 @@ def _unpack_bytes(token: str, stored: bytes | None | _Derived) -> list[int] | No
 def model_fields(value: object) -> dict[str, object] | None:
     """A pydantic model's field values, as decoded JSON would hold them; None for anything
     else, or a model without a `logprob` (read as a token-like object, one is required)."""
-    if isinstance(value, BaseModel):
-        fields: dict[str, object] = value.__dict__  # pydantic keeps field values there
-        if "logprob" in fields:
-            return fields
-    return None
+    kind = type(value)
+    if kind not in _MODEL_KINDS:
+        if not isinstance(value, BaseModel):  # an ABC check: done once per class
+            return None
+        _MODEL_KINDS.add(kind)
+    fields: dict[str, object] = value.__dict__  # pydantic keeps field values there
+    return fields if "logprob" in fields else None
+
+
+_MODEL_KINDS: set[type] = set()  # pydantic model classes met by `model_fields`
 
 
 def _as_float(value: object) -> float:

@@ -25,7 +25,7 @@ from opentelemetry.util.types import AttributeValue
 from .. import _contract as n
 from .._figures import probability
 from .._logprobs import TokenBuffer
-from .._text import valid_text
+from .._text import valid_texts
 
 __all__ = ["Segment", "batch_attributes", "format_probability"]
 
@@ -66,9 +66,9 @@ def batch_attributes(
         shift = len(alt_logprobs) - o0
         starts.extend([o + shift for o in offsets[start:stop]])
         alt_logprobs.extend(buf.top_logprobs[o0:o1].tolist())
-        if capture:  # valid_text: lone surrogates never reach the exporter
-            texts.extend([valid_text(t) for t in buf.tokens[start:stop]])
-            alt_texts.extend([valid_text(t) for t in buf.top_tokens[o0:o1]])
+        if capture:  # valid_texts: lone surrogates never reach the exporter
+            texts.extend(valid_texts(buf.tokens[start:stop]))
+            alt_texts.extend(valid_texts(buf.top_tokens[o0:o1]))
     starts.append(len(alt_logprobs))
     count = len(logprobs)
     probabilities = _probabilities(logprobs)
