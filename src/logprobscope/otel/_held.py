@@ -127,11 +127,21 @@ class Held:
             lowest = min(valid)
             found = [(lowest, first + logprobs.index(lowest))]  # the first if tied
         keep = spare if self.least_low else 1
-        new = [
-            (lp, index, *self.arrival(index), *_locate(segments, index - first))
-            for lp, index in heapq.nsmallest(keep, found)
-        ]
-        self.least = heapq.nsmallest(keep, [*self.least, *new], key=_by_logprob)
+        # Both lists are sorted by (logprob, index): merge the `keep` lowest, and locate
+        # (arrival, buffer row) only the batch's tokens that make it.
+        candidates = heapq.nsmallest(keep, found)
+        old = self.least
+        merged: list[Least] = []
+        i = j = 0
+        while len(merged) < keep and (i < len(old) or j < len(candidates)):
+            if j >= len(candidates) or (i < len(old) and old[i][:2] <= candidates[j]):
+                merged.append(old[i])
+                i += 1
+            else:
+                lp, index = candidates[j]
+                merged.append((lp, index, *self.arrival(index), *_locate(segments, index - first)))
+                j += 1
+        self.least = merged
 
 
 def cut(held: Held, size: int) -> Iterator[tuple[int, list[Segment]]]:
@@ -167,10 +177,6 @@ def shares(counts: list[int], slots: int) -> list[int]:
     for k in by_remainder[:rest]:
         out[k] += 1
     return out
-
-
-def _by_logprob(entry: Least) -> tuple[float, int]:
-    return entry[0], entry[1]
 
 
 def _locate(segments: list[Segment], offset: int) -> tuple[TokenBuffer, int]:
