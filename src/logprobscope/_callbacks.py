@@ -279,7 +279,10 @@ class RunCallbacks:
     def token_sync(self, chunk: AIMessageChunk) -> None:
         """`on_llm_new_token` on every handler."""
         first = _attempt(self.token_inline, chunk)
-        _raise_first(first, self._each_async_driven("on_llm_new_token", self._token(chunk)))
+        if self.asynchronous:  # no closure per chunk when there is no async handler
+            _raise_first(first, self._each_async_driven("on_llm_new_token", self._token(chunk)))
+        elif first is not None:
+            raise first
 
     def end_sync(self, message: AIMessage) -> None:
         """`on_llm_end` on every handler, unless the run already ended."""
