@@ -19,7 +19,7 @@ from logprobscope.otel import (
     ResponseFacts,
 )
 from logprobscope.otel._events import EventWriter
-from logprobscope.otel._metrics import CallMetrics, Instruments
+from logprobscope.otel._metrics import FLUSH_AT, CallMetrics, Instruments
 from logprobscope.testing import ReplayServer
 from tests.support.factories import ModelFactory
 from tests.support.otel import InMemoryOtel
@@ -185,3 +185,22 @@ def test_disabled_stand_in_accepts_everything() -> None:
     call.add_tokens([{"token": "x", "logprob": -1.0}], time_ns=1)
     call.end(completed=True)
     call.fail(Boom())
+
+
+def test_failing_instruments_with_observations_waiting_at_the_end(
+    otel: InMemoryOtel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More than a batch of observations waits when the call ends: recording them fails
+    # inside the end, which still ends the span and raises nothing.
+    telemetry = otel.telemetry_with()
+    for name in Instruments.__slots__:
+        if not name.startswith("_"):
+            monkeypatch.setattr(telemetry._instruments, name, _FailingInstrument())
+    call = telemetry.start_call(model="m", stream=True, params={})
+    call.set_response(ResponseFacts(model="m"))
+    entries = [{"token": "t", "logprob": -0.5} for _ in range(FLUSH_AT + 5)]
+    for entry in entries:
+        call.add_tokens([entry])
+    assert call.token_count == FLUSH_AT + 5  # processes what waits: raises nothing either
+    call.end(completed=True)
+    assert (otel.span().attributes or {})["logprobs.token_count"] == FLUSH_AT + 5

@@ -311,7 +311,10 @@ class CallTelemetry:
                 self._process(tokens, now, channel, choice)
             except Exception:
                 self._failed("add_tokens")
-        self._metrics.observe(self._response.model)
+        try:  # also run from `_finish` and `token_count`: nothing may raise from here
+            self._metrics.observe(self._response.model)
+        except Exception:
+            self._failed("recording metrics")
 
     def _process(self, tokens: TokenInput, now: int, channel: TokenChannel, choice: int) -> None:
         if isinstance(tokens, TokenLogprobList):
