@@ -155,7 +155,7 @@ class CallMetrics:
     """One call's metric observations, and the chunk timing they and the span share.
 
     Per-token probabilities (appended to `probabilities` by whoever reads the tokens) and
-    per-chunk gaps are held in typed arrays and recorded in batches (`_bulk.record_many`)
+    per-chunk gaps are held in typed arrays and recorded in batches (`AttributeSet.record_many`)
     once the response model, a metric attribute, is known: during a stream whenever
     `FLUSH_AT` of them are waiting (so a long stream's observations reach the SDK while it
     runs, and what waits stays small), and the rest at the end. Per-call observations are
