@@ -8,11 +8,13 @@ collect (every field of every data point but the timestamps).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 import random
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -38,9 +40,13 @@ from opentelemetry.sdk.metrics.view import (
     View,
 )
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.version import __version__ as sdk_version
 
+from logprobscope.otel import _bulk
+from logprobscope.otel import _span_events as span_events
 from logprobscope.otel._bulk import AttributeSet
 from logprobscope.otel._metrics import NO_EXEMPLAR_CONTEXT
+from logprobscope.otel._span_events import CHECKED_SDK
 
 ATTRS: dict[str, Any] = {
     "gen_ai.request.model": "m",
@@ -48,6 +54,15 @@ ATTRS: dict[str, Any] = {
     "server.port": 8080,
 }
 BUCKETS = [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]
+
+# The fast paths apply to the SDK versions they were checked against; others go public.
+FAST = _bulk._SDK is not None
+
+
+def test_the_fast_paths_are_on_exactly_for_the_checked_sdk_versions() -> None:
+    assert FAST == sdk_version.startswith(CHECKED_SDK)
+    assert (span_events._SDK is not None) == FAST
+
 
 Recorder = Callable[[Histogram, Sequence[float], dict[str, Any]], None]
 
@@ -161,14 +176,15 @@ def test_the_default_view_matches_per_value_records(no_per_value_path: list[int]
     a, b = both([VALUES, [0.2] * 50, VALUES[::-1]])
     assert a == b
     assert a[-1][0], "nothing was collected"
-    # Only the per-value side went through the SDK's per-measurement step.
-    assert no_per_value_path[0] == len(VALUES) * 2 + 50
+    # Only the per-value side went through the SDK's per-measurement step (both, with an
+    # SDK whose internals were not checked).
+    assert no_per_value_path[0] == (len(VALUES) * 2 + 50) * (1 if FAST else 2)
 
 
 def test_the_fast_path_is_taken_for_an_sdk_histogram(no_per_value_path: list[int]) -> None:
     side = Side()
     at_once(side.histogram, VALUES * 100, ATTRS)
-    assert no_per_value_path[0] == 0
+    assert no_per_value_path[0] == (0 if FAST else len(VALUES) * 100)
     [point] = side.collect()[0]
     assert f"('count', {len(VALUES) * 100})" in str(point[1])
 
@@ -305,7 +321,8 @@ def test_a_prepared_set_reused_across_instruments(no_per_value_path: list[int]) 
         prepared.record(side.histogram, value, NO_EXEMPLAR_CONTEXT)
         prepared.record(counter, value, NO_EXEMPLAR_CONTEXT)
     prepared.record(counter, -1.0, NO_EXEMPLAR_CONTEXT)  # the SDK's: logged and dropped
-    assert no_per_value_path[0] == 0  # all went straight to the aggregations
+    # All went straight to the aggregations (with a checked SDK).
+    assert no_per_value_path[0] == (0 if FAST else 2 * len(VALUES))
     reference = Side()
     reference_counter = reference.provider.get_meter("t").create_counter("c")
     for value in VALUES:
@@ -337,7 +354,7 @@ def test_a_proxy_histogram_once_its_provider_is_set(no_per_value_path: list[int]
     reference = Side()
     one_by_one(reference.histogram, VALUES, ATTRS)
     assert side.collect() == reference.collect()
-    assert no_per_value_path[0] == len(VALUES)  # the reference's only
+    assert no_per_value_path[0] == len(VALUES) * (1 if FAST else 2)  # the reference's only
 
 
 class Recording(Histogram):
@@ -409,3 +426,32 @@ def test_a_reader_added_later_gets_what_comes_after() -> None:
         results.append((side.collect(), _points(late)))
     assert results[0] == results[1]
     assert "('count', 2)" in repr(results[1][1])
+
+
+def test_providers_no_longer_used_are_collected() -> None:
+    # The prepared sets live with their provider's instruments: nothing keeps a provider
+    # (its readers, their aggregations) alive once the caller lets it go.
+    from logprobscope.otel._metrics import instruments_for
+
+    readers = []
+    for _ in range(20):
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        instruments = instruments_for(provider)
+        prepared = instruments.attribute_set(dict(ATTRS))
+        prepared.record(instruments.duration, 0.5, NO_EXEMPLAR_CONTEXT)
+        prepared.record_many(instruments.token_probability, VALUES, NO_EXEMPLAR_CONTEXT)
+        readers.append(weakref.ref(reader))
+        provider.shutdown()
+        del reader, provider, instruments, prepared
+    gc.collect()
+    assert sum(r() is not None for r in readers) == 0
+
+
+def test_attribute_sets_tell_true_one_and_one_point_oh_apart() -> None:
+    from logprobscope.otel._metrics import instruments_for
+
+    instruments = instruments_for(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    sets = {id(instruments.attribute_set({"k": v})) for v in (True, 1, 1.0)}
+    assert len(sets) == 3
+    assert instruments.attribute_set({"k": 1}) is instruments.attribute_set({"k": 1})

@@ -141,3 +141,17 @@ def test_what_counts_as_a_neighbours_chat_span(otel: InMemoryOtel) -> None:
     assert not adoptable(theirs)  # ended
     embeddings.end()
     server.end()
+
+
+def test_our_events_keep_step_with_the_owners(otel: InMemoryOtel) -> None:
+    # On another's span our token events go in as they come (not a few chunks later), so
+    # the span's events stay in the order of their timestamps.
+    theirs = _theirs(otel)
+    call = otel.telemetry.start_call(model="gpt-4o", stream=True, params=PARAMS, span=theirs)
+    for i in range(5):
+        theirs.add_event("their.chunk", timestamp=1_000 + 2 * i)
+        call.add_tokens([{"token": f"t{i}", "logprob": -0.5}], time_ns=1_001 + 2 * i)
+    theirs.end()
+    events = _exported(otel).events
+    assert [e.name for e in events] == ["their.chunk", "logprobs.token"] * 5
+    assert [e.timestamp for e in events] == sorted(e.timestamp for e in events)

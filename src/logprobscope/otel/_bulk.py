@@ -14,8 +14,9 @@ min and max under its lock, in order, as `aggregate` would one by one. The data 
 exemplars exported are the same as with one `record`/`add` per value
 (tests/otel/test_bulk.py compares them).
 
-It does so only when it recognizes every piece: an SDK instrument (directly, or behind the
-API's proxy before the global provider was set), enabled, a synchronous measurement consumer,
+It does so only when it recognizes every piece: an SDK instrument of the SDK's own classes
+exactly (directly, or behind the API's proxy before the global provider was set), in an SDK
+version named in `CHECKED_SDK`, enabled, a synchronous measurement consumer,
 and the view-instrument internals of the SDK versions this was checked against. Anything
 else gets the public `record`/`add`, value by value: slower, never different. Values the SDK
 rejects (negative, not finite) also go the public way, which logs and drops them.
@@ -24,7 +25,6 @@ rejects (negative, not finite) also go the public way, which logs and drops them
 from __future__ import annotations
 
 import math
-import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -67,15 +67,15 @@ def _load() -> _Internals | None:
         from opentelemetry.sdk.metrics._internal.aggregation import (
             _ExplicitBucketHistogramAggregation,
         )
-        from opentelemetry.sdk.metrics._internal.instrument import Counter as SdkCounter
-        from opentelemetry.sdk.metrics._internal.instrument import Histogram as SdkHistogram
+        from opentelemetry.sdk.metrics._internal.instrument import _Counter, _Histogram
         from opentelemetry.sdk.metrics._internal.measurement import Measurement
         from opentelemetry.sdk.metrics._internal.measurement_consumer import (
             SynchronousMeasurementConsumer,
         )
 
         class Found:
-            instruments = (SdkHistogram, SdkCounter)
+            # The SDK's own classes exactly: a subclass may do more in `record`/`add`.
+            instruments = (_Histogram, _Counter)
             proxies = (_ProxyHistogram, _ProxyCounter)
             consumer = SynchronousMeasurementConsumer
             match = vim._ViewInstrumentMatch
@@ -86,7 +86,11 @@ def _load() -> _Internals | None:
             measurement = Measurement
             hash_attributes = staticmethod(vim._hash_attributes)
 
-        return cast(_Internals, Found)
+        from opentelemetry.sdk.version import __version__
+
+        from ._span_events import CHECKED_SDK
+
+        return cast(_Internals, Found) if __version__.startswith(CHECKED_SDK) else None
     except (ImportError, AttributeError):  # pragma: no cover - depends on the SDK installed
         return None
 
@@ -101,7 +105,6 @@ _MATCH_FIELDS = (
 )
 _VALUE_FREE_FILTERS = frozenset(_SDK.value_free_filters if _SDK is not None else ())
 _new_measurement: Callable[..., Any] = _SDK.measurement if _SDK is not None else tuple
-_SDK_KINDS: set[type] = set()  # classes of SDK instruments met so far
 _EXPLICIT_KINDS: set[type] = set()  # explicit-bucket aggregation classes checked so far
 _EXPLICIT_FIELDS = ("_lock", "_value", "_sum", "_min", "_max", "_boundaries", "_record_min_max")
 
@@ -117,12 +120,13 @@ class AttributeSet:
     hashing are done on first use and kept. The attributes must not change after.
     """
 
-    __slots__ = ("attributes", "_cleaned", "_keys")
+    __slots__ = ("attributes", "_cleaned", "_keys", "_matches")
 
     def __init__(self, attributes: Mapping[str, AttributeValue]) -> None:
         self.attributes = attributes
         self._cleaned: Mapping[str, AttributeValue] | None = None
         self._keys: dict[object, tuple[object, dict[str, AttributeValue]]] = {}
+        self._matches: dict[object, tuple[object, list[object]]] = {}
 
     def record(self, instrument: Instrument, value: float, context: Context) -> None:
         """Record `value` in `instrument` with these attributes, in `context`."""
@@ -193,18 +197,15 @@ class AttributeSet:
         real: Any = instrument  # the SDK's private objects: checked by type before use
         if type(real) in sdk.proxies:
             real = getattr(real, "_real_instrument", None)
-        kind = type(real)
-        if kind not in _SDK_KINDS:
-            if not isinstance(real, sdk.instruments):  # an ABC check: done once per class
-                return None
-            _SDK_KINDS.add(kind)
+        if type(real) not in sdk.instruments:
+            return None
         try:
             if not real._is_enabled():
                 return None
             consumer = real._measurement_consumer
             if type(consumer) is not sdk.consumer:
                 return None
-            matches = _matches(real, consumer._reader_storages)
+            matches = self._matches_of(real, consumer._reader_storages)
             if matches is None:
                 return None
             if self._cleaned is None:
@@ -214,6 +215,27 @@ class AttributeSet:
             return real, consumer._sdk_config.exemplar_filter, matches
         except AttributeError:
             return None
+
+    def _matches_of(self, real: Any, storages: Any) -> list[object] | None:
+        """`real`'s view matches in every reader storage, kept with the storages they were read
+        from: the SDK never changes an instrument's matches in a storage, and replaces the
+        storages (never edits them) when a reader is added or removed. Kept here, not
+        globally: a set lives as long as its provider's instruments (no cycle keeps a
+        provider alive)."""
+        cached = self._matches.get(real)
+        if cached is not None and cached[0] is storages:
+            return cached[1]
+        sdk = cast(_Internals, _SDK)
+        matches: list[object] = []
+        for storage in storages.values():
+            for match in storage._get_or_init_view_instrument_match(real):
+                if type(match) is not sdk.match or not all(
+                    hasattr(match, name) for name in _MATCH_FIELDS
+                ):
+                    return None
+                matches.append(match)
+        self._matches[real] = (storages, matches)
+        return matches
 
     def _into(self, match: Any, apply: Callable[[Any], None]) -> None:
         """`apply` to `match`'s aggregation of these attributes, found (or made) as its
@@ -235,12 +257,12 @@ class AttributeSet:
         if m._reset_on_collect:
             # Collection discards the aggregations: hold the lock until the values are in.
             with m._lock:
-                apply(m._get_or_create_aggregation(key, attributes))
+                apply(m._get_or_create_aggregation(key, dict(attributes)))
             return
         aggregation = m._attributes_aggregation.get(key)
         if aggregation is None:
             with m._lock:
-                aggregation = m._get_or_create_aggregation(key, attributes)
+                aggregation = m._get_or_create_aggregation(key, dict(attributes))
         apply(aggregation)
 
 
@@ -255,31 +277,6 @@ class _Aggregate:
 
     def __call__(self, aggregation: Any) -> None:
         aggregation.aggregate(self.measurement, self.sample)
-
-
-# Each instrument's view matches, with the reader storages they were read from: the SDK
-# never changes an instrument's matches in a storage, and replaces the storages (never edits
-# them) when a reader is added or removed.
-_MATCHES: weakref.WeakKeyDictionary[object, tuple[object, list[object]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _matches(real: Any, storages: Any) -> list[object] | None:
-    cached = _MATCHES.get(real)
-    if cached is not None and cached[0] is storages:
-        return cached[1]
-    sdk = cast(_Internals, _SDK)
-    matches: list[object] = []
-    for storage in storages.values():
-        for match in storage._get_or_init_view_instrument_match(real):
-            if type(match) is not sdk.match or not all(
-                hasattr(match, name) for name in _MATCH_FIELDS
-            ):
-                return None
-            matches.append(match)
-    _MATCHES[real] = (storages, matches)
-    return matches
 
 
 def _public(instrument: Instrument, value: float, attributes: object, context: Context) -> None:

@@ -284,19 +284,20 @@ class CallTelemetry:
                 self._metrics.chunk()  # the arrival is timed now, whenever it is processed
             now = time.time_ns() if time_ns is None else time_ns
             kind = type(tokens)
-            if kind is TokenLogprobList or kind is list or kind is tuple:
-                # Processed in steps of a few chunks (see `_DEFER`): a list is copied, so the
-                # caller's list may change; its entries must not.
-                pending = self._pending
-                pending.append(
-                    (tokens if kind is TokenLogprobList else list(tokens), now, channel, choice)  # type: ignore[arg-type]
-                )
-                if len(pending) >= _DEFER:
+            with self._lock:  # `token_count` may process what waits from another thread
+                if self._owned and (kind is TokenLogprobList or kind is list or kind is tuple):
+                    # Processed in steps of a few chunks (see `_DEFER`): a list is copied, so
+                    # the caller's list may change; its entries must not. On another's span
+                    # the events go in as they come, in step with the owner's own events.
+                    pending = self._pending
+                    copied = tokens if kind is TokenLogprobList else list(tokens)
+                    pending.append((copied, now, channel, choice))  # type: ignore[arg-type]
+                    if len(pending) >= _DEFER:
+                        self._drain()
+                else:  # read now, after what waits
                     self._drain()
-            else:  # an iterator is read now, after what waits
-                self._drain()
-                self._process(tokens, now, channel, choice)
-                self._metrics.observe(self._response.model)
+                    self._process(tokens, now, channel, choice)
+                    self._metrics.observe(self._response.model)
         except Exception:
             self._failed("add_tokens")
 
@@ -441,7 +442,8 @@ class CallTelemetry:
             return
         end_perf = time.perf_counter_ns()
         summary: LogprobSummary | None = None
-        self._drain()
+        with self._lock:
+            self._drain()
         try:
             summary = self._stats.summary()
             self._end_span(summary, error, completed)

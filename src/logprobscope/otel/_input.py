@@ -150,7 +150,10 @@ def append_tokens(buf: TokenBuffer, tokens: object) -> None:
             return
         # The openai SDK's token objects are pydantic models: their fields are decoded JSON.
         fields = [model_fields(entry) for entry in tokens]
-        if None not in fields:
+        if None not in fields and all(
+            type(f.get("top_logprobs")) is list  # type: ignore[union-attr]
+            for f in fields
+        ):
             buf.append_json(fields, top_bytes=False)
             return
     if not isinstance(tokens, Iterable) or isinstance(tokens, (str, bytes, Mapping)):

@@ -47,7 +47,7 @@ class Instruments:
     )
 
     def __init__(self, meter: Meter) -> None:
-        self._sets: dict[tuple[tuple[str, AttributeValue], ...], AttributeSet] = {}
+        self._sets: dict[tuple[object, ...], AttributeSet] = {}
 
         def histogram(
             name: str, unit: str, description: str, buckets: Sequence[float]
@@ -115,7 +115,8 @@ class Instruments:
 
     def attribute_set(self, attributes: dict[str, AttributeValue]) -> AttributeSet:
         """`attributes` prepared for these instruments, shared by the calls that use them."""
-        key = tuple(attributes.items())
+        # With the values' types: the SDK tells True, 1 and 1.0 apart, so must the key.
+        key = (*attributes.items(), *map(type, attributes.values()))
         try:
             found = self._sets.get(key)
         except TypeError:  # an unhashable value: prepared for this call only

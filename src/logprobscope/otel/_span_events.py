@@ -6,12 +6,14 @@ sequences into tuples, then takes two locks to append the event: about 5 µs for
 of 7 attributes, more than the rest of what a token costs. The token and batch events
 (`_events`, `_batch`) are built from typed columns, so their values already are what that
 cleaning returns: `str`, `bool`, `int`, `float`, or tuples of one of those. `event_adder`
-builds the same `Event` for them (same timestamp, attributes read-only as before) and appends
+builds the same `Event` for them (same timestamp, the SDK's read-only `BoundedAttributes`
+around the dict, with nothing to clean) and appends
 the events of one step to the span's event list together, under the span's lock, as
 `add_event` appends each: the span keeps its `max_events` newest and counts the others, and
 takes nothing once it has ended.
 
-It does so only for the SDK's own spans with no attribute value length limit
+It does so only for the SDK's own span class exactly, in an SDK version named in
+`CHECKED_SDK`, with no attribute value length limit
 (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, which truncates strings) and, per event, when the
 attribute count is within `max_event_attributes` and every value has one of those types.
 Anything else goes through `span.add_event` unchanged, in order.
@@ -20,14 +22,13 @@ Anything else goes through `span.add_event` unchanged, in order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
-__all__ = ["AddEvent", "SpanEvents", "event_adder"]
+__all__ = ["CHECKED_SDK", "AddEvent", "SpanEvents", "event_adder"]
 
 AddEvent = Callable[[str, dict[str, AttributeValue], int], object]
 """`Span.add_event`: name, attributes, timestamp (ns since epoch). The dict is handed over:
@@ -39,13 +40,23 @@ logger = logging.getLogger("logprobscope.otel")
 _CLEAN = frozenset({str, bool, int, float, tuple})
 
 
-def _sdk_classes() -> tuple[type, type] | None:
+def _sdk_classes() -> tuple[type, type, type] | None:
+    # The SDK's own span class exactly (a subclass may do more in `add_event`), in the SDK
+    # versions this was checked against; others get `add_event`.
     try:
-        from opentelemetry.sdk.trace import Event
-        from opentelemetry.sdk.trace import Span as SdkSpan
-    except ImportError:  # pragma: no cover - the SDK is a dependency
+        from opentelemetry.attributes import BoundedAttributes
+        from opentelemetry.sdk.trace import Event, _Span
+        from opentelemetry.sdk.version import __version__
+    except ImportError:  # pragma: no cover - depends on the SDK installed
         return None
-    return SdkSpan, Event
+    if not __version__.startswith(CHECKED_SDK) or not hasattr(BoundedAttributes(0), "_dict"):
+        return None
+    return _Span, Event, BoundedAttributes
+
+
+CHECKED_SDK = ("1.45.",)
+"""OpenTelemetry SDK versions whose span and metric internals `_span_events` and `_bulk`
+were checked against (their tests compare them with the public paths)."""
 
 
 _SDK = _sdk_classes()
@@ -75,9 +86,9 @@ def event_adder(span: Span) -> SpanEvents:
     public: AddEvent = span.add_event
     sdk = _SDK
     plain = SpanEvents(public, _nothing)
-    if sdk is None or not isinstance(span, sdk[0]):
+    if sdk is None or type(span) is not sdk[0]:
         return plain
-    sdk_event = sdk[1]
+    sdk_event, bounded = sdk[1], sdk[2]
     limits = getattr(span, "_limits", None)
     lock = getattr(span, "_lock", None)
     events: Any = getattr(span, "_events", None)  # the SDK's BoundedList
@@ -111,9 +122,12 @@ def event_adder(span: Span) -> SpanEvents:
         ):
             flush()  # in order: what is held first
             return public(name, attributes, timestamp)
-        # The caller hands the dict over (the writers build one per event): a read-only
-        # view of it, as the SDK's are read-only.
-        frozen: Mapping[str, AttributeValue] = MappingProxyType(attributes)
+        # The caller hands the dict over (the writers build one per event): the SDK's own
+        # read-only attributes around it, with nothing to clean (copies, pickles, reprs and
+        # dropped counts as the SDK's do).
+        frozen = bounded(max_attributes, None, immutable=False)
+        frozen._dict = attributes
+        frozen._immutable = True
         held.append(sdk_event(name, frozen, timestamp))
         return None
 
