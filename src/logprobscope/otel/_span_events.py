@@ -7,16 +7,15 @@ of 7 attributes, more than the rest of what a token costs. The token and batch e
 (`_events`, `_batch`) are built from typed columns, so their values already are what that
 cleaning returns: `str`, `bool`, `int`, `float`, or tuples of one of those. `event_adder`
 builds the same `Event` for them (same timestamp, the SDK's read-only `BoundedAttributes`
-around the dict, with nothing to clean) and appends
-the events of one step to the span's event list together, under the span's lock, as
-`add_event` appends each: the span keeps its `max_events` newest and counts the others, and
-takes nothing once it has ended.
+around the dict, with nothing to clean) and appends the events of one step to the span's
+event list together, under the span's lock, as `add_event` appends each: the span keeps its
+`max_events` newest and counts the others, and takes nothing once it has ended.
 
 It does so only for the SDK's own span class exactly, in an SDK version named in
-`CHECKED_SDK`, with no attribute value length limit
-(`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, which truncates strings) and, per event, when the
-attribute count is within `max_event_attributes` and every value has one of those types.
-Anything else goes through `span.add_event` unchanged, in order.
+`CHECKED_SDK`, with no attribute value length limit (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`,
+which truncates strings) and, per event, when the attribute count is within
+`max_event_attributes` and every value has one of those types. Anything else goes through
+`span.add_event` unchanged, in order.
 """
 
 from __future__ import annotations
